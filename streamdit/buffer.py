@@ -1,0 +1,139 @@
+"""The moving buffer: latents at rising noise levels, Euler micro steps, moves, cold start, save/restore.
+
+Layout: latents [C, K + N c, h, w]; index 0 is the oldest frame. The first K frames are clean reference
+frames (sigma 0, never updated), then chunk 1 (oldest, next to finish) ... chunk N (newest, noisiest).
+A velocity function v(x, sigma) receives the whole buffer and one sigma per frame (float64, [K + N c])
+and returns the velocity for every frame; reference frames are passed through untouched.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .partition import Partition, Schedule
+
+VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class StreamBuffer:
+    """Latents plus the micro-step counter; all band arithmetic lives in Partition and Schedule."""
+
+    def __init__(self, partition: Partition, schedule: Schedule, latents: torch.Tensor | None = None,
+                 micro: int = 0):
+        self.partition = partition
+        self.schedule = schedule
+        self.latents = latents  # [C, K + N c, h, w] or None before the start
+        self.micro = micro  # j in 0..s-1: micro steps taken at the current buffer position
+
+    # -- noise levels ----------------------------------------------------------------------------
+    def sigmas(self, micro: int | None = None) -> torch.Tensor:
+        """sigma per buffer frame (float64) at micro step j (default: now)."""
+        return self.schedule.sigmas(self.partition.frame_u(self.micro if micro is None else micro))
+
+    @property
+    def started(self) -> bool:
+        return self.latents is not None
+
+    def _check_started(self):
+        if self.latents is None:
+            raise RuntimeError("the buffer is empty: call cold_start() or noise_start() first")
+
+    # -- one network call --------------------------------------------------------------------------
+    def step(self, velocity: VelocityFn) -> None:
+        """One Euler micro step of every chunk by 1/(s N) in u: x += (sigma_next - sigma) v."""
+        self._check_started()
+        k = self.partition.ref_frames
+        sigma, sigma_next = self.sigmas(self.micro), self.sigmas(self.micro + 1)
+        v = velocity(self.latents, sigma)
+        dt = (sigma_next - sigma)[k:].to(self.latents.dtype).view(1, -1, 1, 1)
+        new = self.latents.clone()
+        new[:, k:] = self.latents[:, k:] + dt * v[:, k:].to(self.latents.dtype)
+        self.latents = new  # assigned only when complete, so an interrupt leaves a valid state
+        self.micro += 1
+
+    @property
+    def period_done(self) -> bool:
+        return self.micro == self.partition.micro_steps
+
+    def move(self, new_chunk: torch.Tensor) -> torch.Tensor:
+        """After s micro steps: pop the finished chunk 1, shift every chunk one position older, push
+        new_chunk (at u = 1) at the new end; the last K finished frames become the reference frames.
+
+        Returns the finished chunk [C, c, h, w].
+        """
+        self._check_started()
+        p = self.partition
+        if not self.period_done:
+            raise RuntimeError(f"move() after {self.micro} of {p.micro_steps} micro steps; chunk 1 is not clean yet")
+        k, c = p.ref_frames, p.chunk_frames
+        if new_chunk.shape != (self.latents.shape[0], c, *self.latents.shape[2:]):
+            raise ValueError(f"new chunk has shape {tuple(new_chunk.shape)}, expected "
+                             f"{(self.latents.shape[0], c, *self.latents.shape[2:])}")
+        finished = self.latents[:, k:k + c].clone()
+        history = torch.cat([self.latents[:, :k], finished], dim=1)[:, c:]  # the last K finished frames
+        rest = self.latents[:, k + c:]
+        self.latents = torch.cat([history, rest, new_chunk.to(self.latents)], dim=1)
+        self.micro = 0
+        return finished
+
+    # -- starting --------------------------------------------------------------------------------
+    def cold_start(self, noise: torch.Tensor, velocity: VelocityFn,
+                   callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Coherent start: one uniform pass of the whole buffer from noise, on the same u grid as
+        streaming (steps of 1/(s N)); chunk k takes its frames from the state at u = k/N.
+
+        With K > 0 reference frames the pass runs to u = 0 for them; they are the first finished
+        frames and are returned ([C, K, h, w], empty when K = 0) so the caller can emit them.
+        """
+        p = self.partition
+        k, c, n, s = p.ref_frames, p.chunk_frames, p.chunks, p.micro_steps
+        if noise.shape[1] != p.buffer_frames:
+            raise ValueError(f"cold start noise has {noise.shape[1]} frames, the buffer holds {p.buffer_frames}")
+        x = noise.clone()
+        filled = noise.clone()  # chunk N (u = 1) is the noise itself
+        last = 0 if k > 0 else s  # grid index m: u = m / (s N); stop at u = 1/N unless refs need u = 0
+        total = s * n - last
+        for i, m in enumerate(range(s * n, last, -1)):
+            sigma = torch.full((p.buffer_frames,), self.schedule.sigma(m / (s * n)), dtype=torch.float64)
+            sigma_next = self.schedule.sigma((m - 1) / (s * n))
+            v = velocity(x, sigma)
+            x = x + (sigma_next - sigma[0]).item() * v.to(x.dtype)
+            if (m - 1) % s == 0 and (m - 1) // s >= 1:  # reached the band edge u = chunk/N
+                chunk = (m - 1) // s
+                lo = k + (chunk - 1) * c
+                filled[:, lo:lo + c] = x[:, lo:lo + c]
+            if callback is not None:
+                callback(i + 1, total)
+        if k > 0:
+            filled[:, :k] = x[:, :k]
+        self.latents = filled
+        self.micro = 0
+        return filled[:, :k].clone()
+
+    def noise_start(self, noise: torch.Tensor) -> torch.Tensor:
+        """Naive warm-up: every position holds pure noise scaled to its band level (x0 guessed as 0);
+        reference frames start as zeros. Emission starts at once, with poor first chunks."""
+        p = self.partition
+        if noise.shape[1] != p.buffer_frames:
+            raise ValueError(f"warm-up noise has {noise.shape[1]} frames, the buffer holds {p.buffer_frames}")
+        sigma = self.sigmas(0).to(noise.dtype).view(1, -1, 1, 1)
+        self.latents = noise * sigma
+        self.micro = 0
+        return noise[:, :0].clone()
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"latents": None if self.latents is None else self.latents.detach().cpu().clone(),
+                "micro": self.micro, "partition": self.partition.to_dict(), "shift": self.schedule.shift}
+
+    def load_state_dict(self, state: dict, device: torch.device | str | None = None) -> None:
+        saved = Partition(**state["partition"])
+        if saved != self.partition or float(state["shift"]) != self.schedule.shift:
+            raise ValueError(f"saved stream state uses {saved.describe()} with shift {state['shift']}, but this "
+                             f"stream uses {self.partition.describe()} with shift {self.schedule.shift}; "
+                             "restore it into a stream with the same settings or start a new stream")
+        lat = state["latents"]
+        self.latents = None if lat is None else lat.to(device or lat.device).clone()
+        self.micro = int(state["micro"])
+

@@ -1,0 +1,230 @@
+"""The stream: finished frames chunk by chunk from a moving buffer, for as long as the caller pulls.
+
+Denoising runs on the caller's thread; decoding runs on one worker thread, overlapped with the
+denoising of the next chunk (the paper's runtime). Memory is constant: one buffer, at most one chunk
+decoding and one decoded chunk waiting. The whole state (buffer, noise generator, clocks, prompts,
+decoder caches, frames decoded but not yet handed out) saves and restores exactly.
+"""
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from .buffer import StreamBuffer
+from .codecs import Codec
+from .partition import Partition, Schedule
+from .prompts import PromptTrack
+
+# v(x [C, F, h, w], sigma [F] float64, ((prompt, weight), ...)) -> velocity [C, F, h, w]
+Denoise = Callable[[torch.Tensor, torch.Tensor, tuple], torch.Tensor]
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Everything that fixes a stream's output besides the model and the prompts."""
+
+    partition: Partition
+    height: int
+    width: int
+    fps: float = 16.0
+    shift: float = 1.0
+    seed: int = 0
+    cold_start: str = "uniform"  # "uniform" (coherent, costs (N-1) s calls) or "noise" (naive warm-up)
+
+    def __post_init__(self):
+        if self.cold_start not in ("uniform", "noise"):
+            raise ValueError(f"cold_start={self.cold_start!r}; choose 'uniform' or 'noise'")
+        if not self.fps > 0:
+            raise ValueError(f"fps={self.fps} must be > 0")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["partition"] = self.partition.to_dict()
+        return d
+
+
+class Stream:
+    """A generator of video frames from a denoiser, a codec and a prompt track."""
+
+    def __init__(self, denoise: Denoise, codec: Codec, config: StreamConfig, prompts: PromptTrack | str, *,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        self.denoise, self.codec, self.config = denoise, codec, config
+        self.partition = config.partition
+        self.prompts = prompts if isinstance(prompts, PromptTrack) else PromptTrack.from_text(prompts, config.fps)
+        self.device, self.dtype = torch.device(device), dtype  # dtype of the latents (the model may use less)
+        h, w = codec.latent_size(config.height, config.width)
+        self.latent_shape = (codec.latent_channels, h, w)
+        self.buffer = StreamBuffer(config.partition, Schedule(config.shift))
+        self.generator = torch.Generator().manual_seed(int(config.seed))
+        self.decoder = codec.stream_decoder()
+        self.latents_emitted = 0  # latent frames finished (handed to the decoder)
+        self.frames_emitted = 0  # video frames handed to the caller
+        self.calls = 0  # network calls so far
+        self.before_call: Callable[[], None] | None = None  # hook: progress, cancellation (may raise)
+        self._pending: deque[torch.Tensor] = deque()  # decoded frames not yet handed out
+        self._inflight: tuple[Future, int] | None = None  # (decode future, frames it will give)
+
+    # -- clocks and prompts ----------------------------------------------------------------------
+    @property
+    def clock(self) -> float:
+        """Playback clock in video frames: finished frames plus the progress of the oldest chunk."""
+        p = self.partition
+        latent = self.latents_emitted + (self.buffer.micro / p.micro_steps) * p.chunk_frames * self.buffer.started
+        return latent * self.codec.temporal_factor
+
+    def set_prompt(self, prompt: str) -> None:
+        """Change the prompt now: every later network call uses it (blended if transition_frames > 0)."""
+        self.prompts.change(prompt, self.clock)
+
+    def set_schedule(self, text: str) -> None:
+        """Replace the prompt schedule (times in seconds of the stream), e.g. edited between runs."""
+        self.prompts.replace(PromptTrack.from_text(text, self.config.fps).events, self.clock)
+
+    # -- denoising -------------------------------------------------------------------------------
+    def _velocity(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if self.before_call is not None:
+            self.before_call()  # may raise (cancel): the buffer has not been touched yet
+        v = self.denoise(x, sigma, self.prompts.weights(self.clock))
+        self.calls += 1
+        return v
+
+    def _noise(self, frames: int) -> torch.Tensor:
+        c, h, w = self.latent_shape
+        return torch.randn((c, frames, h, w), generator=self.generator).to(self.device, self.dtype)
+
+    def _start(self) -> torch.Tensor:
+        state = self.generator.get_state()
+        try:
+            noise = self._noise(self.partition.buffer_frames)  # one noise tensor for the whole buffer
+            if self.config.cold_start == "uniform":
+                return self.buffer.cold_start(noise, self._velocity)
+            return self.buffer.noise_start(noise)
+        except BaseException:
+            self.generator.set_state(state)  # an interrupted start leaves the stream as new
+            self.buffer.latents = None
+            raise
+
+    def next_latent_chunk(self) -> torch.Tensor:
+        """Run network calls until the oldest chunk is clean; return it ([C, c, h, w]).
+
+        The first call starts the buffer; with K reference frames it returns those K first frames.
+        """
+        if not self.buffer.started:
+            first = self._start()
+            if first.shape[1] > 0:
+                self.latents_emitted += first.shape[1]
+                return first
+        while not self.buffer.period_done:
+            self.buffer.step(self._velocity)
+        finished = self.buffer.move(self._noise(self.partition.chunk_frames))
+        self.latents_emitted += finished.shape[1]
+        return finished
+
+    # -- frames ----------------------------------------------------------------------------------
+    def frames(self, max_frames: int | None = None) -> Iterator[torch.Tensor]:
+        """Yield decoded frames [t, H, W, 3] (float32, [0, 1], CPU) as chunks finish.
+
+        Stops after max_frames (None: never). Frames decoded beyond that, or left when the caller stops
+        early or a cancel interrupts, are kept and handed out first by the next call, so consecutive
+        calls give exactly the frames of one uninterrupted call.
+        """
+        if max_frames is not None and max_frames < 0:
+            raise ValueError(f"max_frames={max_frames} must be >= 0 or None")
+        remaining = max_frames
+        pool = ThreadPoolExecutor(1, thread_name_prefix="streamdit-decode")
+        try:
+            while remaining is None or remaining > 0:
+                if self._pending:
+                    out = self._take(remaining)
+                    self.frames_emitted += out.shape[0]
+                    remaining = None if remaining is None else remaining - out.shape[0]
+                    yield out
+                    continue
+                covered = self._inflight is not None and remaining is not None and self._inflight[1] >= remaining
+                nxt = None
+                if not covered:
+                    latent = self.next_latent_chunk()  # the previous chunk decodes meanwhile
+                    first = self.latents_emitted == latent.shape[1]
+                    nxt = (pool.submit(self.decoder.decode, latent), self.codec.video_frames(latent.shape[1], first))
+                self._resolve()
+                self._inflight = nxt
+        finally:
+            self._resolve()
+            pool.shutdown(wait=True)
+
+    def _resolve(self) -> None:
+        if self._inflight is not None:
+            fut, _ = self._inflight
+            self._inflight = None
+            out = fut.result()
+            if out.shape[0]:
+                self._pending.append(out)
+
+    def _take(self, limit: int | None) -> torch.Tensor:
+        out = self._pending.popleft()
+        if limit is not None and out.shape[0] > limit:
+            self._pending.appendleft(out[limit:])
+            out = out[:limit]
+        return out
+
+    def take(self, frames: int) -> torch.Tensor:
+        """Exactly `frames` frames as one tensor [frames, H, W, 3] (convenience for tests and batches)."""
+        chunks = list(self.frames(frames))
+        if not chunks:
+            return torch.zeros((0, self.config.height, self.config.width, 3))
+        return torch.cat(chunks)
+
+    # -- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to continue bit-identically (plain tensors, numbers and strings)."""
+        self._resolve()
+        return {
+            "version": STATE_VERSION,
+            "config": self.config.to_dict(),
+            "buffer": self.buffer.state_dict(),
+            "generator": self.generator.get_state(),
+            "latents_emitted": self.latents_emitted,
+            "frames_emitted": self.frames_emitted,
+            "calls": self.calls,
+            "prompts": self.prompts.state_dict(),
+            "decoder": self.decoder.state_dict(),
+            "pending": [f.clone() for f in self._pending],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"stream state version {state.get('version')!r} is not {STATE_VERSION}; "
+                             "it was saved by another release: start a new stream")
+        mine, theirs = self.config.to_dict(), dict(state["config"])
+        for key in ("partition", "height", "width", "shift"):
+            if mine[key] != theirs[key]:
+                raise ValueError(f"saved stream has {key}={theirs[key]}, this stream {mine[key]}; "
+                                 "restore into a stream with the same settings")
+        self.buffer.load_state_dict(state["buffer"], self.device)
+        self.generator.set_state(state["generator"])
+        self.latents_emitted = int(state["latents_emitted"])
+        self.frames_emitted = int(state["frames_emitted"])
+        self.calls = int(state["calls"])
+        self.prompts = PromptTrack.from_state(state["prompts"])
+        self.decoder.load_state_dict(state["decoder"])
+        self._inflight = None
+        self._pending = deque(f.clone() for f in state["pending"])
+
+    def save(self, path: str) -> None:
+        torch.save(self.state_dict(), path)
+
+    def load(self, path: str) -> None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"stream state file {path} does not exist") from None
+        except Exception as exc:
+            raise ValueError(f"stream state file {path} is unreadable or corrupt ({type(exc).__name__}: {exc}); "
+                             "start a new stream") from exc
+        self.load_state_dict(state)
