@@ -7,7 +7,7 @@ and returns the velocity for every frame; reference frames are passed through un
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -31,7 +31,7 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.dim // self.num_heads
 
-    def validate(self) -> "ModelConfig":
+    def validate(self) -> ModelConfig:
         if self.dim % self.num_heads:
             raise ValueError(f"dim={self.dim} is not divisible by num_heads={self.num_heads}")
         if self.head_dim % 2:
@@ -44,7 +44,7 @@ class ModelConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -60,7 +60,7 @@ class Partition:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_buffer(cls, buffer_frames: int, chunk_frames: int, *, micro_steps: int | None = None,
-                    steps_per_frame: int | None = None, ref_frames: int = 0) -> "Partition":
+                    steps_per_frame: int | None = None, ref_frames: int = 0) -> Partition:
         """Build from the denoised buffer length B' = N*c (reference frames excluded).
 
         Give either micro_steps s or steps_per_frame T (then s = T/N). Errors name the valid choices.
@@ -85,12 +85,12 @@ class Partition:
         return cls(chunks=chunks, chunk_frames=chunk_frames, micro_steps=micro_steps, ref_frames=ref_frames)
 
     @classmethod
-    def uniform(cls, frames: int, steps: int, ref_frames: int = 0) -> "Partition":
+    def uniform(cls, frames: int, steps: int, ref_frames: int = 0) -> Partition:
         """Ordinary flow matching: one chunk holding every frame, all steps in place (N = 1, c = B)."""
         return cls(chunks=1, chunk_frames=frames, micro_steps=steps, ref_frames=ref_frames)
 
     @classmethod
-    def diagonal(cls, frames: int, ref_frames: int = 0) -> "Partition":
+    def diagonal(cls, frames: int, ref_frames: int = 0) -> Partition:
         """FIFO-style: one frame per chunk, one step per move (c = 1, s = 1)."""
         return cls(chunks=frames, chunk_frames=1, micro_steps=1, ref_frames=ref_frames)
 

@@ -47,7 +47,7 @@ class PromptTrack:
     transition_frames: float = 0.0
 
     @classmethod
-    def from_text(cls, text: str, fps: float, transition_frames: float = 0.0) -> "PromptTrack":
+    def from_text(cls, text: str, fps: float, transition_frames: float = 0.0) -> PromptTrack:
         return cls([(t * fps, p) for t, p in parse_schedule(text)], transition_frames)
 
     def _index(self, clock: float) -> int:
@@ -87,7 +87,7 @@ class PromptTrack:
         return {"events": [list(e) for e in self.events], "transition_frames": self.transition_frames}
 
     @classmethod
-    def from_state(cls, state: dict) -> "PromptTrack":
+    def from_state(cls, state: dict) -> PromptTrack:
         return cls([(float(t), str(p)) for t, p in state["events"]], float(state["transition_frames"]))
 
 

@@ -8,9 +8,9 @@ decoder caches, frames decoded but not yet handed out) saves and restores exactl
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
 
 import torch
 
@@ -67,6 +67,7 @@ class Stream:
         self.frames_emitted = 0  # video frames handed to the caller
         self.calls = 0  # network calls so far
         self.before_call: Callable[[], None] | None = None  # hook: progress, cancellation (may raise)
+        self.check_prompt: Callable[[str], object] | None = None  # raises on a prompt the model cannot read
         self._pending: deque[torch.Tensor] = deque()  # decoded frames not yet handed out
         self._inflight: tuple[Future, int] | None = None  # (decode future, frames it will give)
 
@@ -80,11 +81,17 @@ class Stream:
 
     def set_prompt(self, prompt: str) -> None:
         """Change the prompt now: every later network call uses it (blended if transition_frames > 0)."""
+        if self.check_prompt is not None:
+            self.check_prompt(prompt)
         self.prompts.change(prompt, self.clock)
 
     def set_schedule(self, text: str) -> None:
         """Replace the prompt schedule (times in seconds of the stream), e.g. edited between runs."""
-        self.prompts.replace(PromptTrack.from_text(text, self.config.fps).events, self.clock)
+        events = PromptTrack.from_text(text, self.config.fps).events
+        if self.check_prompt is not None:
+            for _, prompt in events:
+                self.check_prompt(prompt)
+        self.prompts.replace(events, self.clock)
 
     # -- denoising -------------------------------------------------------------------------------
     def _velocity(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

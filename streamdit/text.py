@@ -6,7 +6,7 @@ zero (as Wan pads umT5 output), and the empty prompt encodes to all zeros: the u
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -19,8 +19,10 @@ def test_bands_are_per_chunk():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(buffer_frames=16, chunk_frames=3, micro_steps=1), "chunk_frames=3 does not divide buffer_frames=16; choose one of 1, 2, 4, 8, 16"),
-    (dict(buffer_frames=16, chunk_frames=2, steps_per_frame=12), "steps_per_frame=12 is not a multiple of the number of chunks N=8"),
+    (dict(buffer_frames=16, chunk_frames=3, micro_steps=1),
+     "chunk_frames=3 does not divide buffer_frames=16; choose one of 1, 2, 4, 8, 16"),
+    (dict(buffer_frames=16, chunk_frames=2, steps_per_frame=12),
+     "steps_per_frame=12 is not a multiple of the number of chunks N=8"),
     (dict(buffer_frames=16, chunk_frames=2), "give exactly one of micro_steps"),
     (dict(buffer_frames=0, chunk_frames=1, micro_steps=1), "buffer_frames=0 must be a positive integer"),
     (dict(buffer_frames=16, chunk_frames=2, micro_steps=1, ref_frames=-1), "ref_frames=-1 must be an integer >= 0"),

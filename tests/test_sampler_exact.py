@@ -17,7 +17,7 @@ from streamdit.stream import Stream, StreamConfig
 C, H, W = 3, 2, 2  # latent channels and grid (patch codec, p = 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def x0_star(index: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(1000 + index)
     return torch.randn(C, H, W, generator=g, dtype=torch.float64)
@@ -80,7 +80,11 @@ GRID = [Partition(chunks=n, chunk_frames=c, micro_steps=s, ref_frames=k)
         for k, n, c, s in itertools.product([0, 1, 3], [1, 2, 4], [1, 2], [1, 3])]
 
 
-@pytest.mark.parametrize("partition", GRID, ids=lambda p: f"K{p.ref_frames}N{p.chunks}c{p.chunk_frames}s{p.micro_steps}")
+def _id(p):
+    return f"K{p.ref_frames}N{p.chunks}c{p.chunk_frames}s{p.micro_steps}"
+
+
+@pytest.mark.parametrize("partition", GRID, ids=_id)
 @pytest.mark.parametrize("shift", [1.0, 5.0])
 def test_exact_trajectory_through_cold_start_moves_and_restore(partition, shift, tmp_path):
     schedule, seed = Schedule(shift), 7

@@ -6,7 +6,7 @@ and its state (causal caches) carries over to the next chunk, so chunked decodin
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -1,0 +1,67 @@
+"""End-to-end streaming speed: frames per second (decode included), time to first frame, ms per call.
+
+    python bench/stream_fps.py [--model PATH|random:toy] [--seconds 10] [--repeats 3] [--json out.json]
+
+Prints a JSON record and a table. A benchmark, not a test: nothing here asserts a time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from streamdit.pipeline import Pipeline  # noqa: E402
+
+
+def run_once(pipe: Pipeline, frames: int, cold_start: str, seed: int, **kw) -> dict:
+    stream = pipe.stream("a pig walking right on grass", seed=seed, cold_start=cold_start, **kw)
+    start = time.perf_counter()
+    first, done = None, 0
+    for chunk in stream.frames(frames):
+        if first is None:
+            first = time.perf_counter() - start
+        done += chunk.shape[0]
+    total = time.perf_counter() - start
+    steady = (done - stream.config.partition.chunk_frames) / max(total - first, 1e-9)
+    return {"frames": done, "seconds": total, "fps": done / total, "steady_fps": steady, "first_frame_s": first,
+            "calls": stream.calls, "ms_per_call": 1000 * total / stream.calls}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="checkpoint, or random:<preset>; default: the embedded model")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--json", help="also write the record here")
+    args = ap.parse_args()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = Pipeline.load(args.model, device=args.device)
+    d = pipe.bundle.defaults
+    frames = int(args.seconds * d.fps)
+    record = {"model": str(args.model or "default"), "describe": pipe.describe(), "device": args.device,
+              "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+              "cores": os.cpu_count(), "torch": torch.__version__, "video_fps": d.fps, "frames": frames, "runs": {}}
+    for cold in ("uniform", "noise"):
+        runs = [run_once(pipe, frames, cold, seed=i) for i in range(args.repeats)]
+        record["runs"][cold] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    print(json.dumps(record, indent=2))
+    print(f"\n{'cold start':10s} {'FPS':>7s} {'steady FPS':>11s} {'first frame s':>14s} {'ms/call':>8s}")
+    for cold, r in record["runs"].items():
+        print(f"{cold:10s} {r['fps']:7.1f} {r['steady_fps']:11.1f} {r['first_frame_s']:14.3f} {r['ms_per_call']:8.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""StreamDiT: streaming video generation with a moving buffer of frames at rising noise levels.
+
+Public API (plain PyTorch, no ComfyUI):
+    Pipeline.load(path) -> pipeline; pipeline.stream(prompt, ...) -> Stream
+    Stream.frames(n) yields [t, H, W, 3] frames; set_prompt / set_schedule; state_dict / load_state_dict
+    Partition, Schedule, StreamBuffer: the band arithmetic; WanDiT: the network (Wan 2.1 names)
+    save_checkpoint / load_checkpoint; parse_schedule; PRESETS / get_preset
+"""
+from .buffer import StreamBuffer
+from .checkpoint import Bundle, load_checkpoint, save_checkpoint
+from .config import PRESETS, ModelConfig, StreamDefaults, get_preset
+from .partition import Partition, Schedule
+from .pipeline import Pipeline, default_model_path
+from .prompts import PromptTrack, parse_schedule
+from .stream import Stream, StreamConfig
+
+__all__ = ["Bundle", "ModelConfig", "PRESETS", "Partition", "Pipeline", "PromptTrack", "Schedule", "Stream",
+           "StreamBuffer", "StreamConfig", "StreamDefaults", "WanDiT", "default_model_path", "get_preset",
+           "load_checkpoint", "parse_schedule", "save_checkpoint"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "WanDiT":
+        from .model import WanDiT
+        return WanDiT
+    raise AttributeError(name)

@@ -1,0 +1,142 @@
+"""Command line: python -m streamdit generate | info."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _prompt_text(args) -> str:
+    if args.prompt_file:
+        return Path(args.prompt_file).read_text()
+    if not args.prompt:
+        raise SystemExit("error: give --prompt TEXT (or a schedule like '0s: a pig ...\\n3s: a cat ...') "
+                         "or --prompt-file FILE")
+    return args.prompt.replace("\\n", "\n")
+
+
+def add_stream_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prompt", help="a prompt, or 'time: prompt' lines (e.g. '0s: a pig walking right on grass')")
+    p.add_argument("--prompt-file", help="read the prompt or schedule from a file")
+    p.add_argument("--negative", default="", help="negative prompt for classifier-free guidance")
+    p.add_argument("--cfg", type=float, default=1.0, help="guidance scale (1 = off, one network pass per call)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="checkpoint (.safetensors); default: the embedded model; 'random:<preset>' "
+                                   "for an untrained model of a preset")
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--fps", type=float)
+    p.add_argument("--buffer-frames", type=int, help="latent frames denoised in the buffer (N*c)")
+    p.add_argument("--chunk-frames", type=int, help="frames per chunk c")
+    p.add_argument("--micro-steps", type=int, help="network calls per emitted chunk s")
+    p.add_argument("--ref-frames", type=int, help="clean reference frames K kept as context")
+    p.add_argument("--shift", type=float, help="sigma schedule shift")
+    p.add_argument("--transition", type=float, default=0.0, help="seconds over which prompt changes blend")
+    p.add_argument("--cold-start", choices=["uniform", "noise"], default="uniform")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=list(DTYPES), default=None)
+    p.add_argument("--attention", default="auto", help="attention backend (see 'info')")
+
+
+def open_stream(args):
+    from .pipeline import Pipeline
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe = Pipeline.load(args.model, device=args.device, dtype=DTYPES.get(args.dtype),
+                             attention_backend=args.attention)
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+    stream = pipe.stream(_prompt_text(args), seed=args.seed, width=args.width, height=args.height, fps=args.fps,
+                         buffer_frames=args.buffer_frames, chunk_frames=args.chunk_frames,
+                         micro_steps=args.micro_steps, ref_frames=args.ref_frames, shift=args.shift,
+                         cfg_scale=args.cfg, negative_prompt=args.negative, transition_seconds=args.transition,
+                         cold_start=args.cold_start)
+    return pipe, stream
+
+
+def cmd_generate(args) -> int:
+    from .progress import Progress
+    from .video_io import PngDirWriter, VideoWriter
+
+    if not args.out and not args.frames_dir:
+        raise SystemExit("error: give --out FILE.mp4 (or .webm) and/or --frames-dir DIR")
+    pipe, stream = open_stream(args)
+    cfg = stream.config
+    total = int(round(args.seconds * cfg.fps))
+    print(f"model: {pipe.describe()}" + ("  [UNTRAINED: random weights]" if pipe.untrained else ""), file=sys.stderr)
+    print(f"stream: {cfg.width}x{cfg.height} @ {cfg.fps:g} fps, {cfg.partition.describe()}, seed {cfg.seed}",
+          file=sys.stderr)
+    writers = []
+    if args.out:
+        writers.append(VideoWriter(args.out, cfg.fps, metadata={"comment": f"streamdit: {_prompt_text(args)}"}))
+    if args.frames_dir:
+        writers.append(PngDirWriter(args.frames_dir))
+    start = time.perf_counter()
+    first_frame = None
+    done = 0
+    try:
+        with Progress(total, desc="generate", unit="frame") as bar:
+            for frames in stream.frames(total):
+                if first_frame is None:
+                    first_frame = time.perf_counter() - start
+                for w in writers:
+                    w.write(frames)
+                done += frames.shape[0]
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(fps=f"{done / elapsed:.1f}")
+                bar.update(frames.shape[0])
+    finally:
+        for w in writers:
+            w.close()
+    elapsed = time.perf_counter() - start
+    where = " and ".join(str(x) for x in (args.out, args.frames_dir) if x)
+    print(f"wrote {done} frames ({done / cfg.fps:.2f} s of video at {cfg.fps:g} fps) to {where} in {elapsed:.2f} s: "
+          f"{done / elapsed:.1f} FPS, first frame after {first_frame or 0:.2f} s, {stream.calls} network calls")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from . import attention
+    from .config import PRESETS
+    from .pipeline import default_model_path
+
+    print(f"embedded default model: {default_model_path() or 'none in this checkout (a random toy model is used)'}")
+    print("presets:")
+    for p in PRESETS.values():
+        print(f"  {p.name:18s} dim {p.model.dim:5d} layers {p.model.num_layers:3d}  {p.note}")
+    for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        print(f"attention backends on {dev}: {', '.join(attention.available_backends(torch.device(dev)))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m streamdit", description="StreamDiT streaming video generation")
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="stream a video from a prompt (or a prompt schedule) to a file")
+    add_stream_args(g)
+    g.add_argument("--seconds", type=float, default=5.0)
+    g.add_argument("--out", help="output video (.mp4 or .webm), written as frames arrive")
+    g.add_argument("--frames-dir", help="also write numbered PNG frames here")
+    g.set_defaults(func=cmd_generate)
+    i = sub.add_parser("info", help="presets, attention backends and the default model")
+    i.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the output file holds the frames written so far", file=sys.stderr)
+        return 130

@@ -1,0 +1,264 @@
+"""Wan 2.1 DiT with per-frame time conditioning and optional 3D shifted-window self-attention.
+
+Parameter names and shapes are Wan 2.1's original ones, so a Wan 2.1 text-to-video state dict
+loads with strict=True. Dtypes follow Wan: the time embedding, modulation and head run in float32,
+norms compute in float32, and the gated residual adds promote the residual stream to float32 after
+block 0 when the weights are bf16. Frame positions for RoPE are indices in the input buffer.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .attention import WindowMask, attention
+from .config import ModelConfig
+
+CrossKV = list[tuple[Tensor, Tensor]]  # per block: cross-attention k, v [B, text_len, heads, head_dim]
+
+
+def _no_autocast(x: Tensor):
+    return torch.autocast(x.device.type, enabled=False)
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Wan's sinusoid [cos | sin] of t * 10000^(-i/half), computed in float64, returned float32."""
+    half = dim // 2
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    angles = t.double()[..., None] * freqs
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1).float()
+
+
+@functools.lru_cache(maxsize=16)
+def rope_table(grid: tuple[int, int, int], head_dim: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """cos, sin [L, 1, head_dim/2] float32 for a frame-major token grid; Wan's [t | h | w] split."""
+    axis_dims = (head_dim - 4 * (head_dim // 6), 2 * (head_dim // 6), 2 * (head_dim // 6))
+    angles = []
+    with torch.inference_mode(False):  # cached: must stay usable by autograd later
+        for axis, (size, dim) in enumerate(zip(grid, axis_dims)):
+            freqs = 1.0 / torch.pow(10000.0, torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim)
+            a = torch.arange(size, dtype=torch.float64, device=device)[:, None] * freqs  # [size, dim/2]
+            shape = [1, 1, 1, dim // 2]
+            shape[axis] = size
+            angles.append(a.view(shape).expand(*grid, dim // 2))
+        angles = torch.cat(angles, dim=-1).reshape(-1, 1, head_dim // 2)  # [L, 1, d/2]
+        return torch.cos(angles).float(), torch.sin(angles).float()
+
+
+def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    """Rotate adjacent channel pairs of x [B, L, n, d] in float32; returns x's dtype."""
+    cos, sin = rope
+    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # [B, L, n, d/2] each
+    out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)
+    return out.flatten(-2).type_as(x)
+
+
+class FP32Linear(nn.Linear):
+    """Linear computed in float32 whatever the weights' dtype (time embedding, projection, head)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        with _no_autocast(x):
+            bias = None if self.bias is None else self.bias.float()
+            return F.linear(x.float(), self.weight.float(), bias)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        with _no_autocast(x):
+            y = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        return y.type_as(x) * self.weight
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32, returned in float32 (feeds float32 modulation)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        with _no_autocast(x):
+            weight = None if self.weight is None else self.weight.float()
+            bias = None if self.bias is None else self.bias.float()
+            return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """x [B, L, dim] * (1 + scale) + shift, with shift/scale [B, F, 1, dim] per frame."""
+    return (x.unflatten(1, (shift.shape[1], -1)) * (1 + scale) + shift).flatten(1, 2)
+
+
+def gate(y: Tensor, g: Tensor) -> Tensor:
+    """y [B, L, dim] * g [B, F, 1, dim] per frame, in float32."""
+    return (y.unflatten(1, (g.shape[1], -1)) * g).flatten(1, 2)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], mask: WindowMask | None, backend: str) -> Tensor:
+        x = x.to(self.q.weight.dtype)
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))  # [B, L, n, d]
+        k = self.norm_k(self.k(x)).unflatten(-1, (self.num_heads, -1))
+        v = self.v(x).unflatten(-1, (self.num_heads, -1))
+        out = attention(apply_rope(q, rope), apply_rope(k, rope), v, mask, backend)
+        return self.o(out.flatten(2))
+
+
+class CrossAttention(SelfAttention):
+    """Wan's text cross-attention: q/k RMSNorm across heads, no RoPE, no mask."""
+
+    def kv(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        k = self.norm_k(self.k(context)).unflatten(-1, (self.num_heads, -1))  # [B, text_len, n, d]
+        return k, self.v(context).unflatten(-1, (self.num_heads, -1))
+
+    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], backend: str) -> Tensor:
+        x = x.to(self.q.weight.dtype)
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))
+        k, v = kv
+        if k.shape[0] != q.shape[0]:  # one cached prompt for a whole batch
+            k, v = (t.expand(q.shape[0], *t.shape[1:]).contiguous() for t in kv)
+        return self.o(attention(q, k, v, None, backend).flatten(2))
+
+
+class WanBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        dim = cfg.dim
+        self.norm1 = LayerNorm(dim, cfg.eps, elementwise_affine=False)
+        self.self_attn = SelfAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps)
+        self.norm3 = LayerNorm(dim, cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
+        self.cross_attn = CrossAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps)
+        self.norm2 = LayerNorm(dim, cfg.eps, elementwise_affine=False)
+        self.ffn = nn.Sequential(nn.Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, dim))
+        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+
+    def forward(self, x: Tensor, e0: Tensor, kv: tuple[Tensor, Tensor], rope: tuple[Tensor, Tensor],
+                mask: WindowMask | None, backend: str) -> Tensor:
+        # e0 [B, F, 6, dim] -> six [B, F, 1, dim], float32
+        shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
+            (self.modulation.float() + e0).unsqueeze(3).unbind(2))
+        x = x + gate(self.self_attn(modulate(self.norm1(x), shift_msa, scale_msa), rope, mask, backend), gate_msa)
+        x = x + self.cross_attn(self.norm3(x), kv, backend)
+        x = x + gate(self.ffn(modulate(self.norm2(x), shift_ffn, scale_ffn).to(self.ffn[0].weight.dtype)), gate_ffn)
+        return x
+
+
+class Head(nn.Module):
+    def __init__(self, dim: int, out_channels: int, eps: float):
+        super().__init__()
+        self.norm = LayerNorm(dim, eps, elementwise_affine=False)
+        self.head = FP32Linear(dim, out_channels)
+        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
+        shift, scale = (self.modulation.float() + e.unsqueeze(2)).unsqueeze(3).unbind(2)  # [B, F, 1, dim]
+        return self.head(modulate(self.norm(x), shift, scale))
+
+
+class WanDiT(nn.Module):
+    """Wan 2.1 text-to-video DiT; t may be [B] or [B, frames] (sigma * 1000, one value per latent frame)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        cfg = self.config = config.validate()
+        self.attention_backend = "auto"
+        self.gradient_checkpointing = False
+        dim, patch = cfg.dim, cfg.patch_size
+        self.patch_embedding = nn.Conv3d(cfg.in_dim, dim, kernel_size=patch, stride=patch)
+        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"),
+                                            nn.Linear(dim, dim))
+        self.time_embedding = nn.Sequential(FP32Linear(cfg.freq_dim, dim), nn.SiLU(), FP32Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), FP32Linear(dim, 6 * dim))
+        self.blocks = nn.ModuleList(WanBlock(cfg) for _ in range(cfg.num_layers))
+        self.head = Head(dim, math.prod(patch) * cfg.out_dim, cfg.eps)
+        self.init_weights()
+
+    def init_weights(self, seed: int | None = None) -> None:
+        """Wan's init: xavier linears and patch conv, normal(0.02) embeddings, zero head output."""
+        gen, device = None, self.patch_embedding.weight.device
+        if seed is not None and device.type != "meta":
+            gen = torch.Generator(device).manual_seed(seed)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight, generator=gen)
+                nn.init.zeros_(m.bias)
+        nn.init.xavier_uniform_(self.patch_embedding.weight.flatten(1), generator=gen)
+        nn.init.zeros_(self.patch_embedding.bias)
+        for m in (*self.text_embedding, *self.time_embedding):
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02, generator=gen)
+        with torch.no_grad():
+            for p in (*(block.modulation for block in self.blocks), self.head.modulation):
+                p.copy_(torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype) / self.config.dim**0.5)
+        nn.init.zeros_(self.head.head.weight)
+
+    def embed_text(self, context: Tensor) -> Tensor:
+        """[B, <=text_len, text_dim] -> [B, text_len, dim], zero-padded before the embedding as in Wan."""
+        length = self.config.text_len
+        if context.shape[1] > length:
+            raise ValueError(f"context has {context.shape[1]} tokens, more than text_len={length}; "
+                             "truncate the prompt embedding or use a model with a longer text_len")
+        context = F.pad(context, (0, 0, 0, length - context.shape[1]))
+        return self.text_embedding(context.to(self.text_embedding[0].weight.dtype))
+
+    def cross_kv(self, context: Tensor) -> CrossKV:
+        """Per-block cross-attention K/V for a context; pass to forward(context_kv=...) to reuse."""
+        c = self.embed_text(context)
+        return [block.cross_attn.kv(c) for block in self.blocks]
+
+    def window_mask(self, grid: tuple[int, int, int], layer: int) -> WindowMask | None:
+        if self.config.window is None:
+            return None
+        return WindowMask.for_layer(grid, self.config.window, layer)
+
+    def unpatchify(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
+        """[B, L, pt*ph*pw*c] (c fastest) -> [B, c, F*pt, H*ph, W*pw]."""
+        (f, h, w), (pt, ph, pw) = grid, self.config.patch_size
+        x = x.reshape(x.shape[0], f, h, w, pt, ph, pw, -1)
+        return x.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(x.shape[0], -1, f * pt, h * ph, w * pw)
+
+    def forward(self, x: Tensor, t: Tensor, context: Tensor | None = None, context_kv: CrossKV | None = None) -> Tensor:
+        """x [B, C, F, H, W], t [B] or [B, F], context [B, <=text_len, text_dim] -> v [B, out_dim, F, H, W] float32."""
+        b, pt = x.shape[0], self.config.patch_size
+        if any(s % p for s, p in zip(x.shape[2:], pt)):
+            raise ValueError(f"input frames/height/width {tuple(x.shape[2:])} are not multiples of patch_size {pt}")
+        grid = tuple(s // p for s, p in zip(x.shape[2:], pt))  # token grid (F, H, W)
+        t = t.to(x.device).reshape(-1, 1) if t.ndim < 2 else t.to(x.device)
+        if t.ndim != 2 or t.shape[0] not in (1, b) or t.shape[1] not in (1, grid[0]):
+            raise ValueError(f"t has shape {tuple(t.shape)}; expected [{b}] or [{b}, {grid[0]}] (one per token frame)")
+        t = t.expand(b, grid[0])
+        if context_kv is None:
+            if context is None:
+                raise ValueError("pass context [B, L, text_dim] or context_kv from model.cross_kv(context)")
+            context_kv = self.cross_kv(context)
+
+        x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)  # [B, L, dim]
+        e = self.time_embedding(timestep_embedding(t, self.config.freq_dim))  # [B, F, dim] float32
+        e0 = self.time_projection(e).unflatten(-1, (6, -1))  # [B, F, 6, dim]
+        rope = rope_table(grid, self.config.head_dim, x.device)
+
+        for i, (block, kv) in enumerate(zip(self.blocks, context_kv)):
+            args = (x, e0, kv, rope, self.window_mask(grid, i), self.attention_backend)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, *args, use_reentrant=False)
+            else:
+                x = block(*args)
+        return self.unpatchify(self.head(x, e), grid)
+
+
+def count_parameters(config: ModelConfig) -> int:
+    """Parameter count of WanDiT(config), built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = WanDiT(config)
+    return sum(p.numel() for p in model.parameters())
