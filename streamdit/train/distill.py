@@ -1,0 +1,79 @@
+"""Multistep (segment-wise) distillation: a guided teacher with s micro steps per buffer position
+becomes a student that covers each segment in one unguided step (s -> 1): one call per emitted chunk.
+
+Per sample every chunk k starts at the top of its segment, u = k/N (streaming layout), or, for a
+fraction of samples, all frames share one level u = k/N (the uniform pass of the cold start, which a
+streaming-only student would not know). The teacher runs its s guided micro steps on the whole
+buffer; the student regresses, per frame, the displacement divided by that frame's own signed
+segment length in sigma: (x_end - x_start) / (sigma_end - sigma_start).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..partition import Partition, Schedule
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    teacher: Partition  # the guided partition, e.g. N=8, c=2, s=4
+    cfg_scale: float = 3.0
+    uniform_fraction: float = 0.25  # samples laid out as the cold start's uniform pass
+
+
+def segment_starts(partition: Partition, batch: int, uniform: torch.Tensor, generator: torch.Generator):
+    """u at the start of each frame's segment [B, F] (float64) and the u it reaches after s steps."""
+    n, c = partition.chunks, partition.chunk_frames
+    streaming = (torch.arange(1, n + 1, dtype=torch.float64) / n).repeat_interleave(c)  # chunk k at k/N
+    level = torch.randint(1, n + 1, (batch,), generator=generator).to(torch.float64) / n
+    u0 = torch.where(uniform.view(-1, 1), level.view(-1, 1), streaming.view(1, -1))
+    return u0, u0 - 1.0 / n
+
+
+@torch.no_grad()
+def teacher_segment(teacher: nn.Module, x: torch.Tensor, u0: torch.Tensor, partition: Partition,
+                    schedule: Schedule, cond, uncond, cfg_scale: float) -> torch.Tensor:
+    """Run the teacher's s guided micro steps of 1/(s N) in u from u0; returns x at u0 - 1/N."""
+    s, n = partition.micro_steps, partition.chunks
+    b = x.shape[0]
+    for j in range(s):
+        sig = schedule.sigmas(u0 - j / (s * n))
+        sig_next = schedule.sigmas(u0 - (j + 1) / (s * n))
+        t = (sig * 1000).float().to(x.device)
+        if cfg_scale == 1.0:
+            v = teacher(x, t, cond).float()
+        else:
+            both = teacher(torch.cat([x, x]), torch.cat([t, t]), _cat(cond, uncond)).float()
+            v_c, v_u = both[:b], both[b:]
+            v = v_u + cfg_scale * (v_c - v_u)
+        x = x + (sig_next - sig).to(x).view(b, 1, -1, 1, 1) * v
+    return x
+
+
+def _cat(a, b):
+    return list(a) + list(b) if isinstance(a, (list, tuple)) else torch.cat([a, b])
+
+
+def distill_loss(student: nn.Module, teacher: nn.Module, batch: dict, config: DistillConfig, schedule: Schedule,
+                 generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """batch: latents [B, C, >= F, h, w] (clean), context: prompts or embeddings. Teacher frozen."""
+    p = config.teacher
+    f = p.stream_frames
+    x0 = batch["latents"][:, :, -f:].float()
+    b = x0.shape[0]
+    uniform = torch.rand(b, generator=generator) < config.uniform_fraction
+    u0, u1 = segment_starts(p, b, uniform, generator)
+    sig0, sig1 = schedule.sigmas(u0), schedule.sigmas(u1)
+    eps = torch.randn(x0.shape, generator=generator).to(x0)
+    s0 = sig0.to(x0).view(b, 1, -1, 1, 1)
+    x_start = (1 - s0) * x0 + s0 * eps
+    cond = batch["context"]
+    uncond = [""] * b if isinstance(cond, (list, tuple)) else torch.zeros_like(cond)
+    x_end = teacher_segment(teacher, x_start, u0, p, schedule, cond, uncond, config.cfg_scale)
+    target = (x_end - x_start) / (sig1 - sig0).to(x0).view(b, 1, -1, 1, 1)
+    pred = student(x_start, (sig0 * 1000).float().to(x0.device), cond).float()
+    loss = (pred - target).pow(2).mean()
+    return loss, {"uniform_share": uniform.float().mean().item()}

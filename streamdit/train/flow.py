@@ -1,0 +1,113 @@
+"""Buffered flow matching with mixed partitions (the training objective of STREAMDIT.md).
+
+One training sample is a buffer of K + F consecutive latent frames: K clean reference frames
+(context only, excluded from the loss) and F frames to denoise. Per sample a chunk size c is drawn
+from the mix (N = F / c chunks); chunk i gets one u_i ~ U[(i-1)/N, i/N], shared by its c frames;
+one noise tensor covers the whole buffer; the target is the velocity eps - x0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..partition import Schedule
+from ..text import TextEncoder
+
+
+@dataclass(frozen=True)
+class PartitionMix:
+    """Chunk sizes drawn per sample, reference-frame counts drawn per batch (buffers of one length)."""
+
+    stream_frames: int = 16
+    chunk_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
+    chunk_probs: tuple[float, ...] = (0.15, 0.35, 0.15, 0.1, 0.25)
+    ref_frames: tuple[int, ...] = (0,)
+    ref_probs: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self):
+        bad = [c for c in self.chunk_sizes if c < 1 or self.stream_frames % c]
+        if bad:
+            divisors = [d for d in range(1, self.stream_frames + 1) if self.stream_frames % d == 0]
+            raise ValueError(f"chunk sizes {bad} do not divide stream_frames={self.stream_frames}; use {divisors}")
+        if len(self.chunk_probs) != len(self.chunk_sizes) or len(self.ref_probs) != len(self.ref_frames):
+            raise ValueError("give one probability per chunk size and per reference-frame count")
+        for probs in (self.chunk_probs, self.ref_probs):
+            if min(probs) < 0 or abs(sum(probs) - 1) > 1e-6:
+                raise ValueError(f"probabilities {probs} must be >= 0 and sum to 1")
+
+    @property
+    def includes_uniform(self) -> bool:
+        """c = F (plain text-to-video) is in the mix: the cold start needs it."""
+        return self.stream_frames in self.chunk_sizes
+
+    def sample_chunks(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.multinomial(torch.tensor(self.chunk_probs), batch, replacement=True, generator=generator)
+        return torch.tensor(self.chunk_sizes)[idx]
+
+    def sample_refs(self, generator: torch.Generator) -> int:
+        idx = torch.multinomial(torch.tensor(self.ref_probs), 1, generator=generator)
+        return int(self.ref_frames[int(idx)])
+
+
+def sample_band_u(chunk_sizes: torch.Tensor, frames: int, generator: torch.Generator) -> torch.Tensor:
+    """u per frame [B, F] (float64): chunk i of a sample with N chunks draws one u in [(i-1)/N, i/N)."""
+    rows = []
+    for c in chunk_sizes.tolist():
+        n = frames // c
+        r = torch.rand(n, generator=generator, dtype=torch.float64)
+        rows.append(((torch.arange(n, dtype=torch.float64) + r) / n).repeat_interleave(c))
+    return torch.stack(rows)
+
+
+class TextConditionedDiT(nn.Module):
+    """The DiT plus its text encoder as one trainable module: forward(x, t, prompts or embeddings)."""
+
+    def __init__(self, dit: nn.Module, text_encoder: TextEncoder | None):
+        super().__init__()
+        self.dit, self.text_encoder = dit, text_encoder
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context) -> torch.Tensor:
+        if isinstance(context, (list, tuple)):
+            context = self.text_encoder.encode(list(context))
+        return self.dit(x, t, context)
+
+
+def flow_matching_loss(model: nn.Module, batch: dict, mix: PartitionMix, schedule: Schedule,
+                       generator: torch.Generator, text_dropout: float = 0.1) -> tuple[torch.Tensor, dict]:
+    """batch: latents [B, C, K_max + F, h, w] (clean), context (prompts or embeddings [B, L, D]).
+
+    Uses the last K + F frames, K drawn from the mix for the whole batch.
+    """
+    x0_all = batch["latents"]
+    b, f = x0_all.shape[0], mix.stream_frames
+    k = mix.sample_refs(generator)
+    if x0_all.shape[2] < k + f:
+        raise ValueError(f"batch has {x0_all.shape[2]} frames, the mix needs up to {k + f}")
+    x0 = x0_all[:, :, x0_all.shape[2] - (k + f):].float()
+    chunks = mix.sample_chunks(b, generator)
+    u = sample_band_u(chunks, f, generator)
+    sigma = torch.cat([torch.zeros(b, k, dtype=torch.float64), schedule.sigmas(u)], dim=1)  # [B, K + F]
+    eps = torch.randn(x0.shape, generator=generator).to(x0)  # one noise tensor per buffer
+    s = sigma.to(x0).view(b, 1, -1, 1, 1)
+    x = (1 - s) * x0 + s * eps  # reference frames (sigma 0) stay clean
+    context = _drop_text(batch["context"], text_dropout, generator)
+    pred = model(x, (sigma * 1000).float().to(x0.device), context)
+    err = (pred.float() - (eps - x0)).pow(2)[:, :, k:]  # reference frames are not in the loss
+    loss = err.mean()
+    with torch.no_grad():
+        per_c = {f"loss_c{c}": err[chunks == c].mean().item() for c in mix.chunk_sizes if bool((chunks == c).any())}
+    return loss, {"refs": float(k), **per_c}
+
+
+def _drop_text(context, p: float, generator: torch.Generator):
+    """Replace a fraction p of the prompts by the empty prompt (zero embeddings): the unconditional branch."""
+    if p <= 0:
+        return context
+    n = len(context)
+    drop = (torch.rand(n, generator=generator) < p).tolist()
+    if isinstance(context, (list, tuple)):
+        return ["" if d else c for c, d in zip(context, drop)]
+    keep = torch.tensor([not d for d in drop], device=context.device, dtype=context.dtype).view(-1, 1, 1)
+    return context * keep

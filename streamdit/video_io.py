@@ -1,0 +1,508 @@
+"""Video and PNG files in and out through ffmpeg (the binary that imageio-ffmpeg ships).
+
+Frames are float32 tensors [T, H, W, 3] in [0, 1] on the CPU (ComfyUI IMAGE layout); writers also take a
+single [H, W, 3] frame, uint8 tensors and numpy arrays.
+
+VideoWriter streams frames into one ffmpeg process as they arrive, so a long or endless stream never sits in
+memory, and the file stays playable if the stream stops early:
+
+- closing the writer (normally, on an exception, or on a cancelled stream) finalises the file;
+- if the Python process dies, ffmpeg (started in its own process group, so Ctrl-C does not reach it) sees
+  the end of its input and finalises the file as well;
+- if ffmpeg itself is killed, .mp4/.mov files are fragmented (``-movflags
+  frag_keyframe+empty_moov+default_base_moof``, 1 s fragments, ``-flush_packets 1``) and .webm/.mkv files are
+  written in 1 s clusters, so everything up to the last complete fragment decodes; what is lost is the last
+  fragment plus the frames still inside the encoder (x264 lookahead, capped at 16 frames here; libvpx
+  lag), about 1 to 3 s of video (seen at 16 fps: 96 frames written -> 64 decodable from mp4, 68 from webm;
+  40 -> 17 from mp4, none from webm). A plain mp4 would be unreadable: its index (moov) is only written
+  when ffmpeg finishes; "+faststart" is not used either, it rewrites the file at the end.
+  The same property makes a file readable while it is being written.
+
+The writer runs ffmpeg through subprocess rather than imageio_ffmpeg.write_frames: that generator has no
+way to add a second input, and long metadata (a ComfyUI workflow is often over 128 KiB, the Linux limit
+for one command-line argument) has to go through an ffmetadata file given as a second input.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+PathLike = str | os.PathLike
+
+# extension -> (default codec, default crf)
+_FORMATS = {".mp4": ("libx264", 19), ".mov": ("libx264", 19), ".mkv": ("libx264", 19), ".webm": ("libvpx-vp9", 30)}
+# keys the mp4/mov muxer stores natively (udta/ilst); any other key needs +use_metadata_tags (mdta atoms)
+_MOV_NATIVE_KEYS = {"title", "artist", "album", "album_artist", "comment", "genre", "copyright", "date", "composer",
+                    "description", "synopsis", "encoder", "grouping", "lyrics", "keywords"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg executable (imageio-ffmpeg's binary, or IMAGEIO_FFMPEG_EXE)."""
+    try:
+        import imageio_ffmpeg
+    except ImportError as e:
+        raise RuntimeError("imageio-ffmpeg is not installed; run `pip install imageio-ffmpeg` "
+                           "(it ships an ffmpeg binary)") from e
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as e:
+        raise RuntimeError(f"no ffmpeg binary found ({e}); run `pip install --force-reinstall imageio-ffmpeg` "
+                           "or set IMAGEIO_FFMPEG_EXE to an ffmpeg executable") from e
+
+
+def _popen_kwargs() -> dict[str, Any]:
+    """Own process group, so that Ctrl-C in a terminal interrupts Python but not ffmpeg (which then finalises)."""
+    if sys.platform.startswith("win"):
+        return {"creationflags": 0x00000200 | 0x08000000}  # CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW
+    return {"start_new_session": True}
+
+
+def _ffmpeg_says(text: str | bytes, limit: int = 300) -> str:
+    """The last meaningful lines of ffmpeg's stderr, on one line."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    text = text.split("=== stderr ===")[-1]
+    skip = ("ffmpeg version", "built with", "configuration:", "lib", "Input #", "Metadata:", "Duration:", "frame=",
+            "Error opening input file ", "Error opening output file ", "Conversion failed")
+    lines: list[str] = []
+    for ln in text.splitlines():
+        ln = re.sub(r"^\[[^\]]* @ 0x[0-9a-f]+\] ", "", ln.strip())
+        if ln and not ln.startswith(skip) and ln not in lines:
+            lines.append(ln)
+    said = " | ".join(lines[-3:]) or "(no message)"
+    return said if len(said) <= limit else "..." + said[-limit:]
+
+
+def _exit_desc(rc: int) -> str:
+    return f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
+
+
+def to_uint8(frames: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Frames [T, H, W, 3] or [H, W, 3], float in [0, 1] or uint8 -> contiguous uint8 numpy [T, H, W, 3].
+
+    Floats are clamped to [0, 1] (NaN -> 0) and rounded to the nearest level.
+    """
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(np.ascontiguousarray(frames))
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"expected frames as a torch tensor [T, H, W, 3] in [0, 1], got {type(frames).__name__}")
+    if frames.dim() == 3:
+        frames = frames[None]
+    if frames.dim() != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected frames [T, H, W, 3] or [H, W, 3] (ComfyUI IMAGE layout, RGB last), got shape "
+                         f"{tuple(frames.shape)}; permute channels-first tensors and drop alpha before writing")
+    frames = frames.detach().cpu()
+    if frames.dtype == torch.uint8:
+        return np.ascontiguousarray(frames.numpy())
+    if not frames.is_floating_point():
+        raise TypeError(f"expected float frames in [0, 1] or uint8 frames, got dtype {frames.dtype}")
+    x = torch.nan_to_num(frames.float(), nan=0.0).clamp_(0.0, 1.0).mul_(255.0).round_()
+    return np.ascontiguousarray(x.to(torch.uint8).numpy())
+
+
+def _escape_ffmetadata(s: str) -> str:
+    return re.sub(r"([\\=;#\n\r])", r"\\\1", s)
+
+
+def _parse_ffmetadata(text: str) -> dict[str, str]:
+    """Global tags of an ffmetadata dump (a backslash escapes any character, newlines included)."""
+    meta: dict[str, str] = {}
+    for line in re.findall(r"((?:\\.|[^\\\n])*)\n?", text, re.S)[1:]:  # line 0 is ";FFMETADATA1"
+        if line.startswith("["):
+            break  # [STREAM] / [CHAPTER] sections follow the global tags
+        m = re.match(r"((?:\\.|[^\\=])*)=(.*)", line, re.S)
+        if m and not line.startswith((";", "#")):
+            key, value = (re.sub(r"\\(.)", r"\1", g, flags=re.S) for g in m.groups())
+            meta[key] = value
+    return meta
+
+
+def read_metadata(path: PathLike) -> dict[str, str]:
+    """Container-level tags of a video file, keys lower-cased (Matroska stores them upper-case): {"comment": ...}."""
+    path = _check_input(path)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", path, "-map", "0:v?", "-c", "copy",
+           "-frames:v", "0", "-f", "ffmetadata", "-"]
+    out = subprocess.run(cmd, capture_output=True, **_popen_kwargs())
+    if out.returncode != 0:
+        raise ValueError(f"cannot read metadata from {path}: ffmpeg says: {_ffmpeg_says(out.stderr)}")
+    return {k.lower(): v for k, v in _parse_ffmetadata(out.stdout.decode("utf-8", errors="replace")).items()}
+
+
+class VideoWriter:
+    """Write frames to a video file incrementally: ``with VideoWriter("out.mp4", 16) as w: w.write(frames)``.
+
+    Formats by extension: .mp4/.mov/.mkv (libx264), .webm (libvpx-vp9). ``crf``: constant quality, lower is
+    better (default 19 for x264, 30 for VP9). The frame size is fixed by the first frame. With 4:2:0/4:2:2 pixel
+    formats an odd height/width is padded by one row/column repeating the edge (the file is then one pixel
+    larger; ``padded`` says so). ``metadata``: container tags, e.g. {"comment": workflow_json}; values that are
+    not strings are JSON-encoded; any length works (passed as an ffmetadata file). In .mp4/.mov a key outside
+    the standard set (title, comment, description, ...) switches all tags to QuickTime "mdta" tags
+    (+use_metadata_tags): keep the workflow in "comment" for the widest support. ``ffmpeg_args``: extra output
+    options (before the path). ffmpeg starts with the first frame; no file is created if none is written.
+    """
+
+    def __init__(self, path: PathLike, fps: float | Fraction, *, codec: str | None = None, crf: int | None = None,
+                 pix_fmt: str = "yuv420p", metadata: Mapping[str, Any] | None = None,
+                 ffmpeg_args: Sequence[str] = ()):
+        self.path = Path(path)
+        ext = self.path.suffix.lower()
+        if ext not in _FORMATS:
+            raise ValueError(f"unsupported video extension {ext!r} in {self.path}; use one of {sorted(_FORMATS)}")
+        if not fps or fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        default_codec, default_crf = _FORMATS[ext]
+        self.fps = fps
+        self.codec = codec or default_codec
+        self.crf = crf if crf is not None else (default_crf if self.codec == default_codec else None)
+        self.pix_fmt = pix_fmt
+        self.metadata = {}
+        for k, v in (metadata or {}).items():
+            if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]+", k):
+                raise ValueError(f"metadata key {k!r} is not allowed: use letters, digits and _ . : -")
+            self.metadata[k] = v if isinstance(v, str) else json.dumps(v)
+        self.ffmpeg_args = list(ffmpeg_args)
+        self.frame_size: tuple[int, int] | None = None  # (H, W) of the frames written, fixed by the first one
+        self.padded = False
+        self._pad = (0, 0)  # rows, columns added
+        self._proc: subprocess.Popen | None = None
+        self._stderr = None
+        self._stderr_said = ""
+        self._meta_file: str | None = None
+        self._frames = 0
+        self._closed = False
+
+    @property
+    def frames_written(self) -> int:
+        return self._frames
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _command(self, width: int, height: int) -> list[str]:
+        fps = self.fps if isinstance(self.fps, Fraction) else Fraction(self.fps).limit_denominator(100000)
+        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0"]
+        if self._meta_file:
+            cmd += ["-f", "ffmetadata", "-i", self._meta_file, "-map_metadata", "1"]
+        cmd += ["-map", "0:v:0", "-c:v", self.codec, "-pix_fmt", self.pix_fmt, "-g", str(max(1, round(2 * fps)))]
+        if self.pix_fmt.startswith("yuv"):  # explicit, tagged BT.709 so players and our reader agree on colours
+            cmd += ["-vf", "scale=out_color_matrix=bt709:out_range=tv", "-colorspace", "bt709",
+                    "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
+        if self.crf is not None:
+            cmd += ["-crf", str(self.crf)]
+        if self.codec == "libx264":
+            cmd += ["-x264-params", "rc-lookahead=16"]  # fewer frames held inside the encoder
+        elif self.codec == "libvpx-vp9":
+            cmd += ["-b:v", "0", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1"]
+        if self.path.suffix.lower() in (".mp4", ".mov"):
+            flags = "+frag_keyframe+empty_moov+default_base_moof"
+            if set(self.metadata) - _MOV_NATIVE_KEYS:
+                flags += "+use_metadata_tags"
+            cmd += ["-movflags", flags, "-frag_duration", "1000000"]
+        else:
+            cmd += ["-cluster_time_limit", "1000"]
+        return cmd + ["-flush_packets", "1", *self.ffmpeg_args, str(self.path)]
+
+    def _start(self, width: int, height: int) -> None:
+        if self.metadata:
+            fd, self._meta_file = tempfile.mkstemp(suffix=".ffmeta", prefix="streamdit_")
+            with open(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(";FFMETADATA1\n")
+                for k, v in self.metadata.items():
+                    f.write(f"{_escape_ffmetadata(k)}={_escape_ffmetadata(v)}\n")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(self._command(width, height), stdin=subprocess.PIPE,
+                                      stdout=subprocess.DEVNULL, stderr=self._stderr, **_popen_kwargs())
+
+    def _stderr_text(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return _ffmpeg_says(self._stderr.read())
+
+    def write(self, frames: torch.Tensor | np.ndarray) -> None:
+        """Append frames [T, H, W, 3] (or one [H, W, 3]) in [0, 1]; they go to ffmpeg right away."""
+        if self._closed:
+            raise RuntimeError(f"the VideoWriter for {self.path} is closed; open a new one to write another file")
+        arr = to_uint8(frames)
+        t, h, w = arr.shape[:3]
+        if t == 0:
+            return
+        if self.frame_size is None:
+            pad = (h % 2 * ("420" in self.pix_fmt), w % 2 * ("420" in self.pix_fmt or "422" in self.pix_fmt))
+            self._start(w + pad[1], h + pad[0])
+            self.frame_size, self._pad, self.padded = (h, w), pad, any(pad)
+        elif (h, w) != self.frame_size:
+            raise ValueError(f"frame size mismatch for {self.path}: expected {self.frame_size[0]}x"
+                             f"{self.frame_size[1]} (H x W, fixed by the first frame), got {h}x{w}; "
+                             "resize the frames or start a new file")
+        if self.padded:
+            arr = np.pad(arr, ((0, 0), (0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
+        try:
+            self._proc.stdin.write(arr.data)
+            self._proc.stdin.flush()
+        except OSError:  # broken pipe: ffmpeg has exited
+            rc = self._proc.wait()
+            self.close(check=False)
+            raise RuntimeError(f"ffmpeg stopped while writing {self.path} ({_exit_desc(rc)}): ffmpeg says: "
+                               f"{self._stderr_said}. The frames written before may still be playable.") from None
+        self._frames += t
+
+    def close(self, check: bool = True) -> None:
+        """Finalise the file and wait for ffmpeg; safe to call more than once.
+
+        Raises RuntimeError if ffmpeg failed (``check=False`` skips that).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        proc, rc = self._proc, 0
+        try:
+            if proc is not None:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+                try:
+                    rc = proc.wait()
+                except BaseException:  # interrupted while waiting: do not leave ffmpeg behind
+                    proc.kill()
+                    proc.wait()
+                    raise
+        finally:
+            self._stderr_said = self._stderr_text()
+            if self._stderr is not None:
+                self._stderr.close()
+            if self._meta_file:
+                try:
+                    os.unlink(self._meta_file)
+                except OSError:
+                    pass
+        if check and rc != 0:
+            raise RuntimeError(f"ffmpeg failed on {self.path} ({_exit_desc(rc)}): ffmpeg says: {self._stderr_said}")
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # on an exception (e.g. a cancelled stream) the file is still finalised; the original error wins
+        self.close(check=exc_type is None)
+
+
+# -- reading ---------------------------------------------------------------------------------------------------
+def _check_input(path: PathLike) -> str:
+    p = Path(path)
+    if not p.exists():
+        where = "" if p.is_absolute() else f" (looked in {Path.cwd()})"
+        raise FileNotFoundError(f"file not found: {p}{where}; check the path and file name")
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a directory, not a file")
+    return str(p)
+
+
+def _open(path: PathLike):
+    """(frame generator, meta) from imageio_ffmpeg.read_frames, with readable errors."""
+    path = _check_input(path)
+    ffmpeg_exe()
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.read_frames(path)
+    try:
+        meta = next(gen)
+        if not meta.get("size"):
+            raise OSError("no video stream found")
+    except Exception as e:
+        gen.close()
+        if "received no packets" in str(e) or "Output file is empty" in str(e):
+            raise ValueError(f"{path} contains no video frames (cut off before the first frame?)") from e
+        raise ValueError(f"cannot read video {path}: ffmpeg says: {_ffmpeg_says(str(e))}; is it a complete video "
+                         "file?") from e
+    return gen, path, meta
+
+
+def iter_video(path: PathLike, chunk_frames: int = 16, *, max_frames: int | None = None) -> Iterator[torch.Tensor]:
+    """Decode a video chunk by chunk: yields float32 [t, H, W, 3] in [0, 1], t <= chunk_frames.
+
+    File errors are raised here; a file without frames raises ValueError once the iterator is exhausted.
+    """
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    return _chunks(*_open(path), chunk_frames, max_frames)
+
+
+def _chunks(gen, path: str, meta: dict, chunk_frames: int, max_frames: int | None) -> Iterator[torch.Tensor]:
+    width, height = meta["size"]
+    buf, n = [], 0
+    try:
+        while max_frames is None or n < max_frames:
+            try:
+                raw = next(gen)
+            except StopIteration:
+                break
+            except Exception as e:
+                raise ValueError(f"cannot decode {path} after {n} frames: ffmpeg says: {_ffmpeg_says(str(e))}") from e
+            buf.append(raw)
+            n += 1
+            if len(buf) == chunk_frames:
+                yield _frames_from_bytes(buf, height, width)
+                buf = []
+        if buf:
+            yield _frames_from_bytes(buf, height, width)
+    finally:
+        gen.close()
+    if n == 0:
+        raise ValueError(f"{path} contains no video frames (cut off before the first frame?)")
+
+
+def _fps(meta: dict) -> float:
+    """ffmpeg prints 2 decimals: 23.98 -> 24000/1001 (likewise 29.97, 59.94); 0.0 when unknown."""
+    fps = float(meta.get("fps") or 0.0)
+    exact = [k * 1000 / 1001 for k in (24, 30, 48, 60, 120)]
+    return next((e for e in exact if abs(e - fps) < 0.006), fps)
+
+
+def _frames_from_bytes(buf: list[bytes], height: int, width: int) -> torch.Tensor:
+    arr = np.frombuffer(b"".join(buf), np.uint8).reshape(len(buf), height, width, 3).astype(np.float32)
+    return torch.from_numpy(arr).div_(255.0)
+
+
+def read_video(path: PathLike, *, max_frames: int | None = None) -> tuple[torch.Tensor, float]:
+    """Decode a whole video: (frames float32 [T, H, W, 3] in [0, 1], fps)."""
+    gen, path, meta = _open(path)
+    return torch.cat(list(_chunks(gen, path, meta, 64, max_frames))), _fps(meta)
+
+
+def probe_video(path: PathLike, *, count_frames: bool = True) -> dict[str, Any]:
+    """dict(width, height, fps, frames, duration, codec); frames/duration are None when unknown.
+
+    ``count_frames`` decodes the whole file for an exact count (slow for long videos).
+    """
+    gen, path, meta = _open(path)
+    gen.close()
+    width, height = meta["size"]
+    frames, duration = None, (meta.get("duration") or None)
+    if count_frames:
+        import imageio_ffmpeg
+
+        try:
+            frames, secs = imageio_ffmpeg.count_frames_and_secs(path)
+            duration = duration or secs
+        except (RuntimeError, ValueError, TypeError):
+            pass
+    return {"width": width, "height": height, "fps": _fps(meta), "frames": frames,
+            "duration": duration, "codec": meta.get("codec")}
+
+
+# -- PNG -------------------------------------------------------------------------------------------------------
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def write_png(path: PathLike, image: torch.Tensor | np.ndarray, *, compress_level: int = 4) -> None:
+    """Write one frame [H, W, 3] (float in [0, 1] or uint8) as an 8-bit RGB PNG (zlib, "Up" row filter)."""
+    img = to_uint8(image)
+    if img.shape[0] != 1:
+        raise ValueError(f"write_png takes one frame [H, W, 3], got {img.shape[0]} frames")
+    h, w = img.shape[1:3]
+    rows = img[0].reshape(h, w * 3)
+    filtered = np.empty((h, 1 + w * 3), np.uint8)
+    filtered[:, 0] = 2  # Up: difference to the row above (mod 256)
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    data = (_PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + _png_chunk(b"IDAT", zlib.compress(filtered.tobytes(), compress_level)) + _png_chunk(b"IEND", b""))
+    Path(path).write_bytes(data)
+
+
+def read_png(path: PathLike) -> torch.Tensor:
+    """Read a PNG as float32 [H, W, 3] in [0, 1] (alpha dropped). 8-bit files with filters None/Sub/Up (as
+    written by write_png) are decoded here; anything else goes through ffmpeg."""
+    p = Path(_check_input(path))
+    data = p.read_bytes()
+    if data[:8] != _PNG_SIGNATURE or len(data) < 33 or data[12:16] != b"IHDR":
+        raise ValueError(f"{p} is not a PNG file (bad signature); was it written completely?")
+    w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    channels = {0: 1, 2: 3, 6: 4}.get(ctype)
+    img = _decode_png_simple(data, w, h, channels) if depth == 8 and channels and not interlace else None
+    if img is None:
+        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(p), "-f", "rawvideo",
+               "-pix_fmt", "rgb24", "-frames:v", "1", "-"]
+        out = subprocess.run(cmd, capture_output=True, **_popen_kwargs())
+        if out.returncode != 0 or len(out.stdout) != h * w * 3:
+            raise ValueError(f"cannot decode PNG {p}: ffmpeg says: {_ffmpeg_says(out.stderr)}")
+        img = np.frombuffer(out.stdout, np.uint8).reshape(h, w, 3)
+    return torch.from_numpy(img.astype(np.float32)).div_(255.0)
+
+
+def _decode_png_simple(data: bytes, w: int, h: int, channels: int) -> np.ndarray | None:
+    idat, pos = [], 8
+    while pos + 8 <= len(data):
+        n, tag = struct.unpack(">I4s", data[pos:pos + 8])
+        if tag == b"IDAT":
+            idat.append(data[pos + 8:pos + 8 + n])
+        elif tag == b"IEND":
+            break
+        pos += 12 + n
+    try:
+        raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(h, 1 + w * channels)
+    except (zlib.error, ValueError) as e:
+        raise ValueError(f"corrupt PNG data ({e}); the file may be truncated") from e
+    filters, rows = raw[:, 0], raw[:, 1:].copy()
+    if filters.max(initial=0) > 2:
+        return None  # Average / Paeth: let ffmpeg do it
+    for y in range(h):
+        if filters[y] == 1:
+            rows[y] = (rows[y].reshape(w, channels).cumsum(axis=0) % 256).reshape(-1)
+        elif filters[y] == 2 and y > 0:
+            rows[y] += rows[y - 1]
+    img = rows.reshape(h, w, channels)
+    return np.repeat(img, 3, axis=2) if channels == 1 else img[..., :3]
+
+
+class PngDirWriter:
+    """Write frames as numbered PNGs ``<dir>/frame_000000.png``, ``frame_000001.png``, ... (lossless 8-bit)."""
+
+    def __init__(self, directory: PathLike, *, prefix: str = "frame_", start: int = 0, compress_level: int = 4):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.prefix, self.start, self.compress_level = prefix, start, compress_level
+        self.paths: list[Path] = []
+        self._closed = False
+
+    @property
+    def frames_written(self) -> int:
+        return len(self.paths)
+
+    def write(self, frames: torch.Tensor | np.ndarray) -> None:
+        """Write frames [T, H, W, 3] (or one [H, W, 3]) in [0, 1]."""
+        if self._closed:
+            raise RuntimeError(f"the PngDirWriter for {self.directory} is closed")
+        for img in to_uint8(frames):
+            path = self.directory / f"{self.prefix}{self.start + len(self.paths):06d}.png"
+            write_png(path, img, compress_level=self.compress_level)
+            self.paths.append(path)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> PngDirWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()

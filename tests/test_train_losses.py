@@ -1,0 +1,121 @@
+"""Band sampling, the flow-matching loss and a distillation step, checked against the design doc."""
+import pytest
+import torch
+
+from streamdit.partition import Partition, Schedule
+from streamdit.train.distill import DistillConfig, distill_loss, segment_starts, teacher_segment
+from streamdit.train.flow import PartitionMix, flow_matching_loss, sample_band_u
+
+
+def test_one_u_per_chunk_inside_its_band():
+    g = torch.Generator().manual_seed(0)
+    chunks = torch.tensor([1, 2, 4, 8, 16] * 40)
+    u = sample_band_u(chunks, 16, g)
+    for row, c in zip(u, chunks.tolist()):
+        n = 16 // c
+        per_chunk = row.view(n, c)
+        assert bool((per_chunk == per_chunk[:, :1]).all())  # shared by the chunk's frames
+        lo = torch.arange(n, dtype=torch.float64) / n
+        assert bool(((per_chunk[:, 0] >= lo) & (per_chunk[:, 0] < lo + 1 / n)).all())  # inside band i
+    # uniform within the band: the mean of chunk 1 of c=2 (band [0, 1/8)) is near 1/16
+    c2 = u[chunks == 2][:, 0]
+    assert abs(c2.mean().item() - 1 / 16) < 0.01
+
+
+def test_mix_validation():
+    with pytest.raises(ValueError, match="do not divide stream_frames=16"):
+        PartitionMix(chunk_sizes=(3,), chunk_probs=(1.0,))
+    with pytest.raises(ValueError, match="sum to 1"):
+        PartitionMix(chunk_sizes=(1, 2), chunk_probs=(0.5, 0.6))
+    assert PartitionMix().includes_uniform and not PartitionMix(chunk_sizes=(2,), chunk_probs=(1.0,)).includes_uniform
+
+
+class Recorder(torch.nn.Module):
+    """Returns a fixed prediction and records what it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, context):
+        self.x, self.t, self.context = x, t, context
+        return torch.zeros_like(x) + self.w
+
+
+def test_flow_loss_builds_the_noisy_buffer_and_excludes_references():
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(3, 2, 7, 2, 2)  # one frame more than K + F: the oldest is unused
+    mix = PartitionMix(stream_frames=4, chunk_sizes=(2,), chunk_probs=(1.0,), ref_frames=(2,), ref_probs=(1.0,))
+    model = Recorder()
+    loss, metrics = flow_matching_loss(model, {"latents": x0, "context": ["a pig"] * 3}, mix, Schedule(3.0), g,
+                                       text_dropout=0.0)
+    assert metrics["refs"] == 2
+    t = model.t.double() / 1000
+    assert bool((t[:, :2] == 0).all())  # references are clean
+    assert bool((t[:, 2] == t[:, 3]).all()) and bool((t[:, 4] == t[:, 5]).all())  # one level per chunk
+    torch.testing.assert_close(model.x[:, :, :2], x0[:, :, 1:3])  # the last K + F frames, references exact
+    # reproduce the loss: the same generator draws give the same eps
+    g2 = torch.Generator().manual_seed(1)
+    mix.sample_refs(g2)
+    chunks = mix.sample_chunks(3, g2)
+    sample_band_u(chunks, 4, g2)
+    eps = torch.randn((3, 2, 6, 2, 2), generator=g2)
+    target = (eps - x0[:, :, 1:])[:, :, 2:]
+    torch.testing.assert_close(loss, target.pow(2).mean())
+
+
+def test_text_dropout_empties_some_prompts():
+    g = torch.Generator().manual_seed(0)
+    model = Recorder()
+    flow_matching_loss(model, {"latents": torch.randn(200, 1, 2, 1, 1), "context": ["a pig"] * 200},
+                       PartitionMix(stream_frames=2, chunk_sizes=(1, 2), chunk_probs=(0.5, 0.5)), Schedule(), g, 0.1)
+    dropped = sum(c == "" for c in model.context)
+    assert 8 <= dropped <= 35
+
+
+def test_segment_layout_and_teacher_segment_on_point_mass():
+    p = Partition(chunks=4, chunk_frames=2, micro_steps=3)
+    g = torch.Generator().manual_seed(0)
+    u0, u1 = segment_starts(p, 4, torch.tensor([False, True, False, True]), g)
+    assert u0[0].tolist() == [0.25, 0.25, 0.5, 0.5, 0.75, 0.75, 1.0, 1.0]
+    assert len(set(u0[1].tolist())) == 1 and torch.allclose(u0 - u1, torch.full_like(u0, 0.25))
+    # exact velocity of a point mass: the teacher's micro steps land exactly on the trajectory
+    sch = Schedule(2.0)
+    x0 = torch.randn(4, 3, 8, 2, 2, dtype=torch.float64)
+    eps = torch.randn_like(x0)
+    s0 = sch.sigmas(u0).view(4, 1, -1, 1, 1)
+
+    def exact(x, t, context):
+        s = (t.double() / 1000).view(x.shape[0], 1, -1, 1, 1)
+        return (x - torch.cat([x0] * (x.shape[0] // 4))) / s
+
+    x_end = teacher_segment(exact, (1 - s0) * x0 + s0 * eps, u0, p, sch, None, None, cfg_scale=1.0)
+    s1 = sch.sigmas(u1).view(4, 1, -1, 1, 1)
+    assert float((x_end - ((1 - s1) * x0 + s1 * eps)).abs().max()) < 1e-5  # t passes through float32
+
+
+def test_distillation_step_reduces_its_loss():
+    torch.manual_seed(0)
+    from streamdit.config import ModelConfig
+    from streamdit.model import WanDiT
+
+    cfg = ModelConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=1, in_dim=4, out_dim=4, text_dim=8, text_len=4,
+                      freq_dim=16)
+    teacher, student = WanDiT(cfg), WanDiT(cfg)
+    for m in (teacher, student):
+        m.init_weights(0)
+        with torch.no_grad():
+            for prm in m.parameters():
+                prm.add_(torch.randn_like(prm) * 0.05)
+    student.load_state_dict(teacher.state_dict())
+    batch = {"latents": torch.randn(4, 4, 8, 4, 4), "context": torch.randn(4, 4, 8)}
+    config = DistillConfig(Partition(chunks=4, chunk_frames=2, micro_steps=2), cfg_scale=2.0)
+    opt = torch.optim.Adam(student.parameters(), 3e-3)
+    losses = []
+    for _ in range(30):
+        loss, _ = distill_loss(student, teacher, batch, config, Schedule(), torch.Generator().manual_seed(5))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
