@@ -44,7 +44,10 @@ def random_bundle(preset: str = "toy", seed: int = 0) -> Bundle:
     model = WanDiT(p.model)
     if hasattr(model, "init_weights"):
         model.init_weights(seed)
-    codec = build_codec(p.stream.codec) if p.stream.codec.get("kind") == "patch" else None
+    try:
+        codec = build_codec(p.stream.codec)
+    except ValueError:  # e.g. the Wan VAE, which is not built in
+        codec = None
     text = ToyTextEncoder(toy_vocabulary(), p.model.text_dim, p.model.text_len) if preset == "toy" else None
     return Bundle(model.eval(), p.model, text, codec, p.stream, {"untrained": True, "preset": preset})
 

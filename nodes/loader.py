@@ -1,0 +1,142 @@
+"""StreamDiT Model Loader: the embedded default or a checkpoint from the model folders."""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from ..streamdit import attention
+from ..streamdit.pipeline import Pipeline, default_model_path
+from . import host
+
+EMBEDDED = "streamdit-toy (embedded)"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What flows on a STREAMDIT_MODEL link: the pipeline plus what identifies it for stream reuse."""
+
+    pipeline: Pipeline
+    name: str
+    identity: tuple  # (path, mtime, device, dtype): streams are only continued on the same model
+    attention: str
+
+    @property
+    def has_own_text_encoder(self) -> bool:
+        return self.pipeline.bundle.text_encoder is not None
+
+    def describe(self) -> str:
+        return self.pipeline.describe() + (" (untrained: noise-like frames)" if self.pipeline.untrained else "")
+
+
+_cache_lock = threading.Lock()
+_cache: dict[tuple, Pipeline] = {}
+
+
+def clear_model_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def device_choices() -> list[str]:
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+        if torch.cuda.device_count() > 1:
+            out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def backend_choices() -> list[str]:
+    try:
+        return attention.available_backends("cuda" if torch.cuda.is_available() else "cpu")
+    except Exception:
+        return ["auto", "sdpa"]
+
+
+def resolve_device(device: str) -> str:
+    return host.torch_device() if device == "auto" else device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    if dtype != "auto":
+        return DTYPES[dtype]
+    if torch.device(device).type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def missing_model_message(name: str) -> str:
+    folders = ", ".join(host.model_folder_paths()) or "(no model folders: is this running inside ComfyUI?)"
+    return (f"model file {name!r} was not found in ComfyUI's model folders ({folders}); put the .safetensors file "
+            f"into models/{host.MODEL_FOLDER} or models/diffusion_models and press Refresh, or choose {EMBEDDED!r}")
+
+
+class StreamDiTModelLoader:
+    DESCRIPTION = ("Loads a StreamDiT video model. The embedded default is a small toy model that ships with the "
+                   "pack and runs on a CPU; other checkpoints are read from models/streamdit and "
+                   "models/diffusion_models.")
+    CATEGORY = "StreamDiT"
+    RETURN_TYPES = ("STREAMDIT_MODEL",)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The loaded model; connect it to a StreamDiT Stream Sampler.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        host.register_model_folder()
+        return {
+            "required": {
+                "model": ([EMBEDDED] + host.model_files(), {
+                    "default": EMBEDDED,
+                    "tooltip": "Which model to stream with. The embedded toy model knows prompts such as "
+                               "'a pig walking right on grass' or 'a cat jumping at night'."}),
+                "device": (device_choices(), {
+                    "default": "auto",
+                    "tooltip": "Where the model runs. auto = the device ComfyUI uses (the CPU under --cpu)."}),
+                "dtype": (["auto", *DTYPES], {
+                    "default": "auto",
+                    "tooltip": "Weight precision. auto = float32 on a CPU, bfloat16 (or float16) on a GPU."}),
+                "attention": (backend_choices(), {
+                    "default": "auto",
+                    "tooltip": "Attention kernel. auto picks the fastest one available; the list only shows "
+                               "kernels that work here (xformers appears when it is installed)."}),
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        if model == EMBEDDED or host.model_path(model) is not None:
+            return True
+        return missing_model_message(model)
+
+    def load(self, model: str, device: str, dtype: str, attention: str):
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        if model == EMBEDDED:
+            path = default_model_path()
+            source = str(path) if path is not None else "random:toy"
+        else:
+            path = host.model_path(model)
+            if path is None:
+                raise FileNotFoundError(missing_model_message(model))
+            source = path
+        mtime = os.path.getmtime(source) if os.path.isfile(source) else 0.0
+        identity = (source, mtime, dev, str(dt))
+        with _cache_lock:
+            pipe = _cache.get(identity)
+            if pipe is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the random-fallback warning: the description says it
+                    pipe = Pipeline.load(None if model == EMBEDDED else source, device=dev, dtype=dt,
+                                         attention_backend=attention)
+                _cache[identity] = pipe
+        loaded = LoadedModel(pipe, model, identity, attention)
+        host.log.info("streamdit: %s", loaded.describe())
+        return (loaded,)

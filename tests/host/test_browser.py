@@ -1,0 +1,67 @@
+"""A real browser (headless Chromium over the DevTools protocol) on the host's own frontend: the bundled
+workflow loads, converts to exactly its API twin, queues, and the Live Preview widget shows changing frames
+while the run is going. A screenshot is saved to tests/artifacts/."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from browser import Browser, chromium_path
+from comfyhost import IN_CI
+from graphs import load_api, load_ui
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+SHOT = "comfyui-live-preview-comfyui-path.png" if os.environ.get("COMFYUI_PATH") else "comfyui-live-preview.png"
+PLAYER = "app.graph._nodes.find(n => n.type === 'StreamDiTLivePreview')?.streamdit"
+
+
+@pytest.fixture(scope="module")
+def page(host):
+    exe = chromium_path()
+    if exe is None:
+        if IN_CI:
+            pytest.fail("chromium is required in CI (apt-get install -y chromium)", pytrace=False)
+        pytest.skip("no chromium on this machine (apt-get install -y chromium)")
+    browser = Browser(exe)
+    try:
+        browser.goto(host.url + "/")
+        browser.wait_for("window.app && window.app.graph && window.app.extensions?.some(e => e.name === "
+                         "'streamdit.nodes') && 1", timeout=90)
+        time.sleep(1.0)
+        browser.eval("document.querySelectorAll('.p-dialog-close-button, .p-dialog-header-close')"
+                     ".forEach(b => b.click())")  # the new frontend opens a template browser on first start
+        yield browser
+    finally:
+        browser.close()
+
+
+def test_live_preview_plays_frames_during_the_run(host, page):
+    name = "text_to_stream"
+    host.post("/streamdit/free")
+    page.eval(f"app.loadGraphData({json.dumps(load_ui(name))})")
+    page.wait_for(f"{PLAYER} && 1")
+    # the frontend's own conversion of the UI file is exactly the API twin the other tests run
+    api = page.eval("app.graphToPrompt().then(p => p.output)")
+    assert {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()} == load_api(name)
+
+    page.eval("app.canvas.ds.scale = 0.9; app.canvas.ds.offset = [10, 10]; app.graph.setDirtyCanvas(true, true)")
+    page.eval("app.queuePrompt(0, 1)")
+    samples, shot = [], None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = page.eval(f"(() => {{ const p = {PLAYER};"
+                          " return {shown: p.shown, label: p.label.textContent, image: p.canvas.toDataURL()}; })()")
+        samples.append(state)
+        if state["shown"] >= 24 and shot is None:
+            shot = page.screenshot(ARTIFACTS / SHOT)
+        if state["shown"] and "run 80/80" in state["label"] and len(samples) > 3 and state["shown"] >= 60:
+            break
+        time.sleep(0.1)
+    during = [s for s in samples if "run 80/80" not in s["label"] and s["shown"] > 0]
+    assert len({s["image"] for s in during}) >= 3, "the preview must change while frames are still being made"
+    assert samples[-1]["shown"] >= 60, samples[-1]["label"]
+    assert "16 fps video" in samples[-1]["label"] and "streams alive: 1" in samples[-1]["label"]
+    assert shot is not None and shot.stat().st_size > 10_000

@@ -1,0 +1,61 @@
+"""The bundled workflows run on a real host and their files decode with the right frames, size and FPS."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from graphs import load_api, load_ui, nodes_of
+
+from streamdit.video_io import probe_video, read_metadata, read_video
+
+WORKFLOWS = ["text_to_stream", "interactive_prompt_schedule"]
+
+
+def saved_videos(host, run, prompt) -> list:
+    files = []
+    for node in nodes_of(prompt, "StreamDiTSaveVideo"):
+        (video,) = run.outputs[node]["videos"]
+        files.append((host.output_dir / video["subfolder"] / video["filename"], video))
+    return files
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_bundled_workflow_runs_and_its_videos_decode(host, client, name):
+    prompt, ui = load_api(name), load_ui(name)
+    sampler = prompt[nodes_of(prompt, "StreamDiTSampler")[0]]["inputs"]
+    settings = prompt[nodes_of(prompt, "StreamDiTBufferSettings")[0]]["inputs"]
+    expected = round(sampler["seconds"] * settings["fps"])
+    host.post("/streamdit/free")  # start from a fresh stream whatever ran before in this session
+    runs = 3 if name == "interactive_prompt_schedule" else 1  # the schedule plays across queued runs
+    for i in range(runs):
+        run = client.run(prompt, extra_pnginfo={"workflow": ui})
+        assert run.status == "success", run.error()
+        for path, video in saved_videos(host, run, prompt):
+            assert path.is_file(), path
+            info = probe_video(path)
+            assert (info["width"], info["height"]) == (settings["width"], settings["height"])
+            assert info["fps"] == pytest.approx(settings["fps"])
+            frames, fps = read_video(path)
+            assert frames.shape == (expected, settings["height"], settings["width"], 3)
+            assert video["frames"] == expected
+            comment = json.loads(read_metadata(path)["comment"])
+            assert comment["workflow"] == ui and comment["prompt"] == prompt
+            assert comment["streamdit"]["run"] == i + 1
+        for node in nodes_of(prompt, "StreamDiTLivePreview"):
+            (info,) = run.outputs[node]["streamdit"]
+            assert info["frames"] == expected and info["fps"] == settings["fps"]
+            assert info["start_frame"] == i * expected  # each queue continues the stream
+            assert info["streams_alive"] >= 1
+
+
+def test_template_browser_lists_the_bundled_workflows(host):
+    """The new host's template browser (absent before 2024-12) lists workflows/*.json, not the API twins."""
+    import urllib.error
+
+    try:
+        templates = host.get("/workflow_templates")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
+        pytest.skip("this host has no template browser (ComfyUI before 2024-12)")
+    assert sorted(templates.get("ComfyUI-StreamDiT", [])) == sorted(WORKFLOWS)
+    assert host.get("/api/workflow_templates/ComfyUI-StreamDiT/text_to_stream.json") == load_ui("text_to_stream")

@@ -1,0 +1,117 @@
+"""The node pack without a host: every node's declarations are consistent and documented, and every
+bundled workflow's API twin is exactly what its UI file converts to."""
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import time
+
+import pytest
+from workflow_format import ROOT, pack_input_types, ui_to_api, workflow_pairs
+
+input_types_of = pack_input_types()
+import sys  # noqa: E402
+
+PACK = sys.modules["ComfyUI_StreamDiT_pack"]
+NODES = PACK.NODE_CLASS_MAPPINGS
+EXPECTED = {"StreamDiTModelLoader", "StreamDiTBufferSettings", "StreamDiTPromptSchedule", "StreamDiTSampler",
+            "StreamDiTLivePreview", "StreamDiTSaveVideo", "StreamDiTFramesToImage"}
+
+
+def test_pack_entry_point():
+    assert set(NODES) == EXPECTED == set(PACK.NODE_DISPLAY_NAME_MAPPINGS)
+    assert PACK.WEB_DIRECTORY == "./web" and (ROOT / "web" / "js" / "streamdit.js").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_node_declarations_are_consistent(name):
+    cls = NODES[name]
+    types = cls.INPUT_TYPES()
+    assert set(types) <= {"required", "optional", "hidden"}
+    assert cls.CATEGORY == "StreamDiT" and len(cls.DESCRIPTION) > 60
+    function = getattr(cls, cls.FUNCTION)
+    params = inspect.signature(function).parameters
+    declared = [n for section in types.values() for n in section]
+    assert set(declared) <= set(params), f"{name}.{cls.FUNCTION} does not take {set(declared) - set(params)}"
+    required = {n for n, p in params.items() if p.default is inspect.Parameter.empty and n != "self"}
+    assert required <= set(types.get("required", {})), f"{name}.{cls.FUNCTION} needs {required}"
+    for section in ("required", "optional"):
+        for input_name, spec in types.get(section, {}).items():
+            assert isinstance(spec, tuple) and spec, (name, input_name)
+            assert len(spec) > 1 and spec[1].get("tooltip"), f"{name}.{input_name} has no tooltip"
+            if isinstance(spec[0], list):
+                assert spec[1].get("default", spec[0][0]) in spec[0]
+    assert isinstance(cls.RETURN_TYPES, tuple)
+    if getattr(cls, "RETURN_NAMES", None) is not None:
+        assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES)
+    if cls.RETURN_TYPES:
+        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES)
+    else:
+        assert cls.OUTPUT_NODE is True, f"{name} returns nothing, so it must be an output node"
+    validate = getattr(cls, "VALIDATE_INPUTS", None)
+    if validate is not None:
+        args = inspect.getfullargspec(validate).args[1:]
+        assert set(args) <= set(types["required"]), f"{name}.VALIDATE_INPUTS names unknown inputs"
+    for hook in ("IS_CHANGED", "VALIDATE_INPUTS"):
+        if hasattr(cls, hook):
+            assert isinstance(inspect.getattr_static(cls, hook), classmethod), f"{name}.{hook} must be a classmethod"
+    assert not inspect.iscoroutinefunction(function), "no async node functions (the March-2024 host)"
+
+
+def test_custom_types_connect():
+    produced = {t for cls in NODES.values() for t in cls.RETURN_TYPES}
+    for cls in NODES.values():
+        for spec in cls.INPUT_TYPES().get("required", {}).values():
+            if isinstance(spec[0], str) and spec[0].startswith("STREAMDIT_"):
+                assert spec[0] in produced
+
+
+def test_validation_messages_name_the_problem():
+    settings = NODES["StreamDiTBufferSettings"]
+    ok = dict(width=64, height=64, chunk_frames=2, chunks=8, micro_steps=1, ref_frames=0)
+    assert settings.VALIDATE_INPUTS(**ok) is True
+    assert "width=60 is not a multiple of 16" in settings.VALIDATE_INPUTS(**{**ok, "width": 60})
+    assert "latent frames" in settings.VALIDATE_INPUTS(**{**ok, "chunks": 256, "chunk_frames": 2})
+    assert "no time" in NODES["StreamDiTPromptSchedule"].VALIDATE_INPUTS("0s: a pig\nthen a cat")
+    assert "not found" in NODES["StreamDiTModelLoader"].VALIDATE_INPUTS("missing.safetensors")
+
+
+@pytest.mark.parametrize("ui_path,api_path", workflow_pairs(), ids=lambda p: p.name)
+def test_workflow_twins_are_in_sync(ui_path, api_path):
+    assert api_path.is_file(), f"{ui_path.name} has no API twin; run python tests/workflow_format.py"
+    ui = json.loads(ui_path.read_text())
+    assert ui.get("version") and ui["nodes"] and "links" in ui, "UI format expected"
+    assert ui_to_api(ui, input_types_of) == json.loads(api_path.read_text()), (
+        f"{api_path.relative_to(ROOT)} is out of date; run python tests/workflow_format.py")
+
+
+def test_bundled_workflows_exist_for_the_template_browser():
+    names = {p.stem for p, _ in workflow_pairs()}
+    assert {"text_to_stream", "interactive_prompt_schedule"} <= names
+
+
+def test_pyproject_is_a_valid_registry_entry():
+    tomllib = pytest.importorskip("tomllib")
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert meta["project"]["name"] and meta["project"]["version"]
+    assert meta["tool"]["comfy"]["PublisherId"] and meta["tool"]["comfy"]["DisplayName"]
+    names = [re.split(r"[<>=!~\[; ]", line.strip())[0].lower() for line in
+             (ROOT / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert names and "torch" not in names and "torchvision" not in names, "requirements.txt must never pin torch"
+
+
+def test_registry_evicts_idle_and_excess_streams(monkeypatch):
+    registry = sys.modules["ComfyUI_StreamDiT_pack.nodes.registry"]
+    monkeypatch.setattr(registry, "_streams", {})
+    monkeypatch.setattr(registry, "_start_reaper", lambda: None)
+    monkeypatch.setattr(registry, "MAX_STREAMS", 2)
+    now = time.time()
+    for i, used in enumerate([now - 5, now - 4, now - 3]):
+        registry.put(registry.Entry(f"s{i}", stream=None, fingerprint=(), schedule="", last_used=used))
+    assert sorted(registry._streams) == ["s1", "s2"], "the least recently used stream goes first"
+    registry._streams["s1"].busy = True
+    assert registry.evict_idle(now=now + registry.IDLE_SECONDS + 10) == 1, "a generating stream is never evicted"
+    assert list(registry._streams) == ["s1"]
+    registry._streams["s1"].busy = False
+    assert registry.free_all() == 1 and registry.alive() == 0
