@@ -36,14 +36,21 @@ class Bundle:
 
 def save_checkpoint(path: str, model: nn.Module, config: ModelConfig, *, text_encoder: TextEncoder | None = None,
                     codec: Codec | None = None, defaults: StreamDefaults | None = None,
-                    meta: dict | None = None, dtype: torch.dtype | None = None) -> None:
-    """Write one .safetensors file; written to a temporary name first so a crash never leaves half a file."""
-    tensors = {k: v for k, v in model.state_dict().items()}
+                    meta: dict | None = None, dtype: torch.dtype | None = None,
+                    parts_dtype: torch.dtype | None = None) -> None:
+    """Write one .safetensors file (atomically: a crash never leaves half a file).
+
+    dtype casts the DiT's floating tensors, parts_dtype those of the text encoder and codec (storage only:
+    they load back into float32 modules).
+    """
+    def cast(state: dict, to: torch.dtype | None, prefix: str = "") -> dict:
+        return {prefix + k: (v.to(to) if to is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+                for k, v in state.items()}
+
+    tensors = cast(model.state_dict(), dtype)
     for prefix, part in (("text_encoder.", text_encoder), ("codec.", codec)):
         if part is not None:
-            tensors.update({prefix + k: v for k, v in part.state_dict().items()})
-    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-               for k, v in tensors.items()}
+            tensors.update(cast(part.state_dict(), parts_dtype, prefix))
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_config": config.to_json()}
     if text_encoder is not None:
         metadata["text_encoder"] = json.dumps(text_encoder.spec)

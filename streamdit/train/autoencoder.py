@@ -11,14 +11,14 @@ from ..progress import Progress
 FrameSource = Callable[[int, torch.Generator], torch.Tensor]  # (count, generator) -> frames [n, H, W, 3]
 
 
-def train_autoencoder(codec: AutoencoderCodec, frames: FrameSource, steps: int, batch: int = 32, lr: float = 2e-3,
+def train_autoencoder(codec: AutoencoderCodec, frames: FrameSource, steps: int, batch: int = 32, lr: float = 1e-3,
                       seed: int = 0, latent_noise: float = 0.1, log: Callable[[int, float], None] | None = None
                       ) -> list[float]:
     """MSE + L1 reconstruction. Half of each batch decodes slightly noised latents, so that the decoder
     forgives the small latent errors a diffusion model makes. Returns the loss per step."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(codec.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     losses = []
     codec.train()
     with Progress(steps, desc="autoencoder", unit="step") as bar:

@@ -1,0 +1,191 @@
+"""The toy model's full recipe, one command, resumable stage by stage:
+
+1. autoencoder codec on rendered frames      -> OUT/autoencoder.safetensors
+2. latent cache of rendered clips             -> OUT/cache.pt (not shipped)
+3. teacher: buffered flow matching, mixed partitions, text dropout -> OUT/teacher/
+4. student: segment-wise distillation (s -> 1, guidance folded in) -> OUT/student/
+5. export: OUT/streamdit-toy.safetensors (student) and OUT/streamdit-toy-teacher.safetensors
+
+Each stage skips itself when its output exists and resumes from its last checkpoint otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..codecs.autoencoder import AutoencoderCodec
+from ..partition import Partition
+from ..toyworld.captions import random_caption
+from ..toyworld.render import render_batch
+from ..toyworld.world import TRAIN_SEED_RANGE, random_scene, random_switch
+from .autoencoder import measure_latent_stats, reconstruction_psnr, train_autoencoder
+from .flow import PartitionMix
+from .toydata import ClipSpec, build_latent_cache
+
+
+@dataclass
+class ToyRecipe:
+    """Every number of the shipped model's recipe (docs/training.md says why)."""
+
+    out: str = "runs/toy"
+    seed: int = 0
+    size: int = 64
+    ae_channels: int = 16
+    ae_widths: tuple[int, ...] = (24, 48, 96)
+    ae_steps: int = 1200
+    ae_batch: int = 32
+    cache_clips: int = 6000
+    clip_frames: int = 24
+    transition_share: float = 0.2
+    empty_share: float = 0.03
+    teacher_steps: int = 4000
+    batch: int = 16
+    lr: float = 5e-4
+    warmup: int = 200
+    ema: float = 0.999
+    text_dropout: float = 0.1
+    mix: PartitionMix = field(default_factory=PartitionMix)
+    teacher_partition: Partition = field(default_factory=lambda: Partition(chunks=8, chunk_frames=2, micro_steps=4))
+    cfg_scale: float = 3.0
+    distill_steps: int = 400
+    distill_batch: int = 8
+    distill_lr: float = 1e-4
+    uniform_fraction: float = 0.25
+
+    @classmethod
+    def quick(cls, out: str) -> ToyRecipe:
+        """A few steps of every stage (tests and smoke runs)."""
+        return cls(out=out, ae_steps=3, ae_batch=4, cache_clips=8, teacher_steps=3, batch=2, warmup=1,
+                   distill_steps=2, distill_batch=2,
+                   teacher_partition=Partition(chunks=8, chunk_frames=2, micro_steps=1))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["teacher_partition"] = self.teacher_partition.to_dict()
+        return d
+
+
+def random_specs(count: int, recipe: ToyRecipe, g: torch.Generator) -> list[ClipSpec]:
+    """Random scenes, a share of them switching scene mid-clip (as a prompt change does)."""
+    specs = []
+    for _ in range(count):
+        scene = random_scene(g, empty_prob=recipe.empty_share)
+        after, switch = scene, 10**9
+        if float(torch.rand(1, generator=g)) < recipe.transition_share:
+            after = random_switch(scene, g)
+            switch = int(torch.randint(1, recipe.clip_frames, (1,), generator=g))
+        seed = int(torch.randint(TRAIN_SEED_RANGE.stop, (1,), generator=g))
+        specs.append(ClipSpec(tuple(scene), tuple(after), switch, seed))
+    return specs
+
+
+def render_specs(specs: list[ClipSpec], frames: int, size: int) -> torch.Tensor:
+    return render_batch([s.before for s in specs], frames, [s.seed for s in specs], size,
+                        switch_to=[s.after if s.switch < frames else None for s in specs],
+                        switch_at=[s.switch if s.switch < frames else None for s in specs]).frames
+
+
+def caption(scene, rng: random.Random) -> str:
+    return random_caption(scene, rng)
+
+
+def frame_source(recipe: ToyRecipe):
+    """(count, generator) -> single frames from random clips, for the autoencoder."""
+    def frames(count: int, g: torch.Generator) -> torch.Tensor:
+        specs = random_specs(count, recipe, g)
+        clips = render_specs(specs, 12, recipe.size)
+        pick = torch.randint(12, (count,), generator=g)
+        return clips[torch.arange(count), pick]
+    return frames
+
+
+def stage_autoencoder(recipe: ToyRecipe) -> AutoencoderCodec:
+    path = Path(recipe.out) / "autoencoder.safetensors"
+    codec = AutoencoderCodec(recipe.ae_channels, recipe.ae_widths)
+    if path.is_file():
+        codec.load_state_dict(load_file(str(path)))
+        return codec.eval()
+    torch.manual_seed(recipe.seed)
+    start = time.perf_counter()
+    source = frame_source(recipe)
+    losses = train_autoencoder(codec, source, recipe.ae_steps, recipe.ae_batch, seed=recipe.seed)
+    measure_latent_stats(codec, source)
+    held_out = source(256, torch.Generator().manual_seed(10**6 + recipe.seed))
+    psnr = reconstruction_psnr(codec, held_out)
+    save_file({k: v.contiguous() for k, v in codec.state_dict().items()}, str(path))
+    _record(recipe, "autoencoder", {"steps": recipe.ae_steps, "final_loss": losses[-1], "psnr_db": psnr,
+                                    "seconds": time.perf_counter() - start, "losses": losses[::10]})
+    return codec.eval()
+
+
+def stage_cache(recipe: ToyRecipe, codec: AutoencoderCodec) -> dict:
+    path = Path(recipe.out) / "cache.pt"
+    if path.is_file():
+        return torch.load(str(path), weights_only=True)
+    start = time.perf_counter()
+    g = torch.Generator().manual_seed(recipe.seed + 1)
+    specs = random_specs(recipe.cache_clips, recipe, g)
+    cache = build_latent_cache(codec, specs, recipe.clip_frames, recipe.size,
+                               lambda part, frames, size: render_specs(part, frames, size))
+    tmp = path.with_suffix(".tmp")
+    torch.save(cache, str(tmp))
+    tmp.replace(path)
+    _record(recipe, "cache", {"clips": recipe.cache_clips, "frames": recipe.clip_frames,
+                              "seconds": time.perf_counter() - start})
+    return cache
+
+
+def _record(recipe: ToyRecipe, stage: str, info: dict) -> None:
+    path = Path(recipe.out) / "recipe.json"
+    data = json.loads(path.read_text()) if path.is_file() else {"recipe": recipe.to_dict(), "stages": {}}
+    data["stages"][stage] = info
+    path.write_text(json.dumps(data, indent=2))
+
+
+def run(recipe: ToyRecipe, stages: tuple[str, ...] = ("autoencoder", "cache", "teacher", "student", "export")) -> None:
+    Path(recipe.out).mkdir(parents=True, exist_ok=True)
+    codec = stage_autoencoder(recipe)
+    if "cache" in stages:
+        stage_cache(recipe, codec)
+
+
+def build_teacher(recipe: ToyRecipe, codec: AutoencoderCodec):
+    """The toy preset's DiT plus its word-level text encoder, trained together."""
+    from ..config import get_preset
+    from ..model import WanDiT
+    from ..text import ToyTextEncoder
+    from ..toyworld.captions import VOCABULARY
+    from .flow import TextConditionedDiT
+
+    cfg = get_preset("toy").model
+    torch.manual_seed(recipe.seed)
+    dit = WanDiT(cfg)
+    dit.init_weights(recipe.seed)
+    text = ToyTextEncoder(list(VOCABULARY), cfg.text_dim, cfg.text_len)
+    return TextConditionedDiT(dit, text), cfg
+
+
+def defaults_for(recipe: ToyRecipe, codec: AutoencoderCodec, micro_steps: int):
+    from ..config import StreamDefaults
+
+    return StreamDefaults(width=recipe.size, height=recipe.size, fps=16.0, codec=codec.spec,
+                          buffer_frames=recipe.mix.stream_frames, chunk_frames=2, micro_steps=micro_steps,
+                          ref_frames=0, shift=1.0)
+
+
+def export(recipe: ToyRecipe, module, codec: AutoencoderCodec, name: str, micro_steps: int, meta: dict) -> Path:
+    """Write a shippable checkpoint (bf16 DiT, fp32 text encoder and codec)."""
+    from ..checkpoint import save_checkpoint
+
+    path = Path(recipe.out) / name
+    save_checkpoint(str(path), module.dit, module.dit.config, text_encoder=module.text_encoder, codec=codec,
+                    defaults=defaults_for(recipe, codec, micro_steps), meta=meta, dtype=torch.bfloat16,
+                    parts_dtype=torch.float16)
+    return path
