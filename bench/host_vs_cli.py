@@ -48,8 +48,9 @@ def cli_runs(seconds: float, repeats: int) -> list[float]:
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats):
-            out = subprocess.run([sys.executable, "-m", "streamdit", "generate", "--prompt", "a pig walking right on grass",
-                                  "--seconds", str(seconds), "--seed", "1", "--out", f"{tmp}/cli{i}.mp4"],
+            cmd = [sys.executable, "-m", "streamdit", "generate", "--prompt", "a pig walking right on grass",
+                   "--seconds", str(seconds), "--seed", "1", "--out", f"{tmp}/cli{i}.mp4"]
+            out = subprocess.run(cmd,
                                  cwd=ROOT, capture_output=True, text=True, check=True,
                                  env={"STREAMDIT_NO_PROGRESS": "1", "PATH": "/usr/bin:/bin"})
             times.append(float(re.search(r" in ([0-9.]+) s:", out.stdout).group(1)))
