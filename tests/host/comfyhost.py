@@ -84,6 +84,17 @@ def write_test_model(path: Path) -> None:
                     defaults=bundle.defaults, meta={"test": True})
 
 
+def stop_process(proc: subprocess.Popen, grace: float) -> None:
+    """Terminate, and kill if it has not ended after `grace` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -139,13 +150,7 @@ class Host:
     def stop(self) -> None:
         for c in self.clients:
             c.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 15)
 
 
 def start_host(workdir: Path, timeout: float = 180.0) -> Host:
