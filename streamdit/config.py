@@ -89,12 +89,12 @@ PRESETS: dict[str, Preset] = {
     for p in [
         Preset(
             "toy",
-            ModelConfig(dim=256, ffn_dim=768, num_heads=4, num_layers=8, in_dim=16, out_dim=16,
-                        text_dim=128, text_len=16, freq_dim=128),
+            ModelConfig(dim=256, ffn_dim=768, num_heads=4, num_layers=8, in_dim=8, out_dim=8,
+                        text_dim=128, text_len=16, freq_dim=128, patch_size=(1, 4, 4)),
             StreamDefaults(width=64, height=64, fps=16.0,
-                           codec={"kind": "ae", "latent_channels": 16, "widths": [24, 48, 96]},
+                           codec={"kind": "ae", "latent_channels": 8, "widths": [32, 64]},
                            buffer_frames=16, chunk_frames=2, micro_steps=1),
-            "the embedded default: 8M parameters on an 8x8x16 autoencoder latent, 256 tokens per 16-frame buffer",
+            "the embedded default: 8M parameters on a 16x16x8 autoencoder latent, 256 tokens per 16-frame buffer",
         ),
         Preset(
             "wan2.1-t2v-1.3b", _wan(1536, 8960, 12, 30),

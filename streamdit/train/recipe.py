@@ -37,8 +37,9 @@ class ToyRecipe:
     out: str = "runs/toy"
     seed: int = 0
     size: int = 64
-    ae_channels: int = 16
-    ae_widths: tuple[int, ...] = (24, 48, 96)
+    ae_channels: int = 8
+    ae_widths: tuple[int, ...] = (32, 64)
+    ae_sprite_weight: float = 20.0
     ae_steps: int = 1200
     ae_batch: int = 32
     cache_clips: int = 6000
@@ -97,12 +98,14 @@ def caption(scene, rng: random.Random) -> str:
 
 
 def frame_source(recipe: ToyRecipe):
-    """(count, generator) -> single frames from random clips, for the autoencoder."""
-    def frames(count: int, g: torch.Generator) -> torch.Tensor:
-        specs = random_specs(count, recipe, g)
-        clips = render_specs(specs, 12, recipe.size)
+    """(count, generator) -> single frames from random clips and their sprite masks, for the autoencoder."""
+    def frames(count: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        scenes = [random_scene(g, empty_prob=recipe.empty_share) for _ in range(count)]
+        seeds = [int(torch.randint(TRAIN_SEED_RANGE.stop, (1,), generator=g)) for _ in range(count)]
+        out = render_batch(scenes, 12, seeds, recipe.size, truth=True)
         pick = torch.randint(12, (count,), generator=g)
-        return clips[torch.arange(count), pick]
+        masks = torch.stack([t.masks[p] for t, p in zip(out.truth, pick.tolist())])
+        return out.frames[torch.arange(count), pick], masks
     return frames
 
 
@@ -115,10 +118,10 @@ def stage_autoencoder(recipe: ToyRecipe) -> AutoencoderCodec:
     torch.manual_seed(recipe.seed)
     start = time.perf_counter()
     source = frame_source(recipe)
-    losses = train_autoencoder(codec, source, recipe.ae_steps, recipe.ae_batch, seed=recipe.seed)
+    losses = train_autoencoder(codec, source, recipe.ae_steps, recipe.ae_batch, seed=recipe.seed,
+                               sprite_weight=recipe.ae_sprite_weight)
     measure_latent_stats(codec, source)
-    held_out = source(256, torch.Generator().manual_seed(10**6 + recipe.seed))
-    psnr = reconstruction_psnr(codec, held_out)
+    psnr = reconstruction_psnr(codec, *source(256, torch.Generator().manual_seed(10**6 + recipe.seed)))
     save_file({k: v.contiguous() for k, v in codec.state_dict().items()}, str(path))
     _record(recipe, "autoencoder", {"steps": recipe.ae_steps, "final_loss": losses[-1], "psnr_db": psnr,
                                     "seconds": time.perf_counter() - start, "losses": losses[::10]})
