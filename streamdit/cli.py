@@ -116,6 +116,28 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .train import distributed
+    from .train.recipe import ToyRecipe, run
+
+    if args.preset != "toy":
+        raise ValueError(f"the built-in recipe trains the 'toy' preset; for {args.preset!r} see docs/training.md "
+                         "(streamdit.train.Trainer with your latents)")
+    distributed.init_from_env()
+    recipe = ToyRecipe.quick(args.out) if args.quick else ToyRecipe(out=args.out)
+    if args.teacher_steps:
+        recipe.teacher_steps = args.teacher_steps
+    stages = tuple(args.stages.split(",")) if args.stages else ("autoencoder", "cache", "teacher", "student", "export")
+    unknown = set(stages) - {"autoencoder", "cache", "teacher", "student", "export"}
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; use autoencoder,cache,teacher,student,export")
+    written = run(recipe, stages, probe_every=args.probe_every)
+    for role, path in written.items():
+        print(f"{role}: {path}")
+    distributed.shutdown()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m streamdit", description="StreamDiT streaming video generation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_generate)
     i = sub.add_parser("info", help="presets, attention backends and the default model")
     i.set_defaults(func=cmd_info)
+    t = sub.add_parser("train", help="train the toy model from scratch (resumes from OUT's checkpoints)")
+    t.add_argument("preset", nargs="?", default="toy")
+    t.add_argument("--out", default="runs/toy", help="run folder: checkpoints, logs, loss curves, exports")
+    t.add_argument("--stages", help="comma-separated subset of autoencoder,cache,teacher,student,export")
+    t.add_argument("--teacher-steps", type=int, help="override the recipe's teacher steps")
+    t.add_argument("--probe-every", type=int, default=1000, help="judge a few sampled clips every N teacher steps")
+    t.add_argument("--quick", action="store_true", help="a few steps of every stage (smoke test)")
+    t.set_defaults(func=cmd_train)
     return parser
 
 

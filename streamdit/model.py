@@ -143,8 +143,12 @@ class WanBlock(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, dim))
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
 
-    def forward(self, x: Tensor, e0: Tensor, kv: tuple[Tensor, Tensor], rope: tuple[Tensor, Tensor],
+    def forward(self, x: Tensor, e0: Tensor, kv: tuple[Tensor, Tensor] | Tensor, rope: tuple[Tensor, Tensor],
                 mask: WindowMask | None, backend: str) -> Tensor:
+        """kv: cached cross-attention (k, v), or the embedded context [B, text_len, dim] to project here
+        (inside the block's forward, so FSDP2 has gathered this block's weights)."""
+        if isinstance(kv, Tensor):
+            kv = self.cross_attn.kv(kv)
         # e0 [B, F, 6, dim] -> six [B, F, 1, dim], float32
         shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
             (self.modulation.float() + e0).unsqueeze(3).unbind(2))
@@ -241,7 +245,7 @@ class WanDiT(nn.Module):
         if context_kv is None:
             if context is None:
                 raise ValueError("pass context [B, L, text_dim] or context_kv from model.cross_kv(context)")
-            context_kv = self.cross_kv(context)
+            context_kv = [self.embed_text(context)] * len(self.blocks)  # each block projects its own K/V
 
         x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)  # [B, L, dim]
         e = self.time_embedding(timestep_embedding(t, self.config.freq_dim))  # [B, F, dim] float32

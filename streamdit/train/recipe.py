@@ -15,6 +15,7 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -46,7 +47,7 @@ class ToyRecipe:
     clip_frames: int = 24
     transition_share: float = 0.2
     empty_share: float = 0.03
-    teacher_steps: int = 4000
+    teacher_steps: int = 3000
     batch: int = 16
     lr: float = 5e-4
     warmup: int = 200
@@ -152,11 +153,133 @@ def _record(recipe: ToyRecipe, stage: str, info: dict) -> None:
     path.write_text(json.dumps(data, indent=2))
 
 
-def run(recipe: ToyRecipe, stages: tuple[str, ...] = ("autoencoder", "cache", "teacher", "student", "export")) -> None:
+def run(recipe: ToyRecipe, stages: tuple[str, ...] = ("autoencoder", "cache", "teacher", "student", "export"),
+        probe_every: int = 1000) -> dict[str, Path]:
+    """Run the stages in order (each resumes or skips itself); returns the files written."""
     Path(recipe.out).mkdir(parents=True, exist_ok=True)
+    torch.set_float32_matmul_precision("high")
     codec = stage_autoencoder(recipe)
-    if "cache" in stages:
-        stage_cache(recipe, codec)
+    if stages == ("autoencoder",):
+        return {"autoencoder": Path(recipe.out) / "autoencoder.safetensors"}
+    cache = stage_cache(recipe, codec)
+    written: dict[str, Path] = {}
+    if "teacher" in stages or "student" in stages or "export" in stages:
+        teacher = stage_teacher(recipe, codec, cache, probe_every)
+        if "student" in stages or "export" in stages:
+            student = stage_student(recipe, codec, cache, teacher)
+            if "export" in stages:
+                t_steps = recipe.teacher_partition.micro_steps
+                written["teacher"] = export(recipe, teacher, codec, "streamdit-toy-teacher.safetensors", t_steps,
+                                            {"role": "teacher", "cfg_scale": recipe.cfg_scale,
+                                             "recipe": json.dumps(recipe.to_dict())})
+                written["student"] = export(recipe, student, codec, "streamdit-toy.safetensors", 1,
+                                            {"role": "student", "distilled_from": "streamdit-toy-teacher",
+                                             "recipe": json.dumps(recipe.to_dict())})
+    return written
+
+
+def _loop(recipe: ToyRecipe, name: str, model, loss_fn, data, steps: int, lr: float, warmup: int, ema: float,
+          probe_every: int = 0, probe=None):
+    """Train one stage in OUT/<name>/ with resume; returns the trainer (EMA weights via ema_module())."""
+    from .plot import plot_losses
+    from .trainer import Trainer, TrainConfig
+
+    out = Path(recipe.out) / name
+    cfg = TrainConfig(out=str(out), steps=steps, lr=lr, warmup=warmup, ema=ema, seed=recipe.seed,
+                      checkpoint_every=max(1, min(200, steps)), desc=name)
+
+    def on_checkpoint(tr):
+        plot_losses({name: out / "log.csv"}, out / "loss.png", title=f"toy {name} loss")
+        if probe is not None and probe_every and (tr.step % probe_every == 0 or tr.step == steps):
+            rows = out / "probe.jsonl"
+            done = {json.loads(line)["step"] for line in rows.read_text().splitlines()} if rows.is_file() else set()
+            if tr.step not in done:
+                with open(rows, "a") as fh:
+                    fh.write(json.dumps({"step": tr.step, **probe(tr.ema_module())}) + "\n")
+
+    trainer = Trainer(model, loss_fn, data, cfg, on_checkpoint=on_checkpoint)
+    start = time.perf_counter()
+    resumed = trainer.resume()
+    if trainer.step < steps:
+        trainer.run()
+    if not resumed or trainer.step == steps:
+        _record(recipe, name, {"steps": steps, "seconds_this_run": time.perf_counter() - start})
+    return trainer
+
+
+def stage_teacher(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, probe_every: int = 1000):
+    """Buffered flow matching with the partition mix and text dropout; returns the EMA module."""
+    from ..partition import Schedule
+    from .flow import flow_matching_loss
+    from .toydata import LatentClips
+
+    model, _ = build_teacher(recipe, codec)
+    data = LatentClips(cache, recipe.batch, recipe.mix.stream_frames, caption)
+    schedule = Schedule(1.0)
+
+    def loss_fn(m, batch, g):
+        return flow_matching_loss(m, batch, recipe.mix, schedule, g, recipe.text_dropout)
+
+    probe = partial(probe_adherence, recipe=recipe, codec=codec, micro_steps=recipe.teacher_partition.micro_steps,
+                    cfg_scale=recipe.cfg_scale)
+    trainer = _loop(recipe, "teacher", model, loss_fn, data, recipe.teacher_steps, recipe.lr, recipe.warmup,
+                    recipe.ema, probe_every, probe)
+    return trainer.ema_module().eval()
+
+
+def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher):
+    """Segment-wise distillation from the teacher's EMA weights (the student starts as a copy)."""
+    import copy
+
+    from ..partition import Schedule
+    from .distill import DistillConfig, distill_loss
+    from .toydata import LatentClips
+
+    teacher = teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = copy.deepcopy(teacher).train()
+    for p in student.parameters():
+        p.requires_grad_(True)
+    data = LatentClips(cache, recipe.distill_batch, recipe.teacher_partition.stream_frames, caption)
+    config = DistillConfig(recipe.teacher_partition, recipe.cfg_scale, recipe.uniform_fraction)
+    schedule = Schedule(1.0)
+
+    def loss_fn(m, batch, g):
+        return distill_loss(m, teacher, batch, config, schedule, g)
+
+    probe = partial(probe_adherence, recipe=recipe, codec=codec, micro_steps=1, cfg_scale=1.0)
+    trainer = _loop(recipe, "student", student, loss_fn, data, recipe.distill_steps, recipe.distill_lr,
+                    max(1, recipe.distill_steps // 20), 0.99, max(1, recipe.distill_steps // 2), probe)
+    return trainer.ema_module().eval()
+
+
+@torch.no_grad()
+def probe_adherence(module, recipe: ToyRecipe, codec: AutoencoderCodec, micro_steps: int, cfg_scale: float,
+                    clips: int = 4, frames: int = 32) -> dict:
+    """A quick judged sample during training: held-out seeds, canonical prompts, animal/background/motion hits."""
+    from ..checkpoint import Bundle
+    from ..pipeline import Pipeline
+    from ..toyworld import MOTION_OF_ACTION, all_scenes, canonical_caption, eval_seed, judge_clip
+
+    was_training = module.training
+    module.eval()
+    bundle = Bundle(module.dit, module.dit.config, module.text_encoder, codec,
+                    defaults_for(recipe, codec, micro_steps), {"probe": True})
+    pipe = Pipeline(bundle, torch.device("cpu"), torch.float32)
+    scenes = all_scenes()
+    hits = {"animal": 0, "background": 0, "motion": 0}
+    start = time.perf_counter()
+    for i in range(clips):
+        scene = scenes[(7 * i + 3) % len(scenes)]
+        stream = pipe.stream(canonical_caption(scene), seed=eval_seed(900_000 + i), micro_steps=micro_steps,
+                             cfg_scale=cfg_scale)
+        verdict = judge_clip(torch.cat(list(stream.frames(frames))))
+        hits["animal"] += verdict.animal == scene[0]
+        hits["background"] += verdict.background == scene[2]
+        hits["motion"] += verdict.motion == MOTION_OF_ACTION[scene[1]]
+    module.train(was_training)
+    return {**{k: v / clips for k, v in hits.items()}, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def build_teacher(recipe: ToyRecipe, codec: AutoencoderCodec):
