@@ -9,10 +9,11 @@ from dataclasses import dataclass
 import torch
 
 from ..streamdit import attention
-from ..streamdit.pipeline import Pipeline, default_model_path
+from ..streamdit.pipeline import Pipeline, default_model_path, default_teacher_path
 from . import host
 
 EMBEDDED = "streamdit-toy (embedded)"
+EMBEDDED_TEACHER = "streamdit-toy-teacher (embedded; 4 micro steps, set cfg 3)"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -93,10 +94,11 @@ class StreamDiTModelLoader:
         host.register_model_folder()
         return {
             "required": {
-                "model": ([EMBEDDED] + host.model_files(), {
+                "model": ([EMBEDDED] + ([EMBEDDED_TEACHER] if default_teacher_path() else []) + host.model_files(), {
                     "default": EMBEDDED,
                     "tooltip": "Which model to stream with. The embedded toy model knows prompts such as "
-                               "'a pig walking right on grass' or 'a cat jumping at night'."}),
+                               "'a pig walking right on grass' or 'a cat jumping at night'. Its teacher is the "
+                               "slower guided model it was distilled from (set cfg 3 on the prompt node)."}),
                 "device": (device_choices(), {
                     "default": "auto",
                     "tooltip": "Where the model runs. auto = the device ComfyUI uses (the CPU under --cpu)."}),
@@ -112,7 +114,7 @@ class StreamDiTModelLoader:
 
     @classmethod
     def VALIDATE_INPUTS(cls, model):
-        if model == EMBEDDED or host.model_path(model) is not None:
+        if model in (EMBEDDED, EMBEDDED_TEACHER) or host.model_path(model) is not None:
             return True
         return missing_model_message(model)
 
@@ -122,6 +124,8 @@ class StreamDiTModelLoader:
         if model == EMBEDDED:
             path = default_model_path()
             source = str(path) if path is not None else "random:toy"
+        elif model == EMBEDDED_TEACHER and default_teacher_path() is not None:
+            source = str(default_teacher_path())
         else:
             path = host.model_path(model)
             if path is None:

@@ -19,11 +19,17 @@ from .stream import Stream, StreamConfig
 from .text import ToyTextEncoder
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "streamdit-toy.safetensors"
+DEFAULT_TEACHER = DEFAULT_MODEL.with_name("streamdit-toy-teacher.safetensors")
 
 
 def default_model_path() -> Path | None:
     """The embedded default model shipped in the pack, or None if this checkout has none."""
     return DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None
+
+
+def default_teacher_path() -> Path | None:
+    """The guided teacher the default model was distilled from (4 micro steps, cfg 3), if shipped."""
+    return DEFAULT_TEACHER if DEFAULT_TEACHER.is_file() else None
 
 
 def toy_vocabulary() -> list[str]:

@@ -38,3 +38,33 @@ def test_generate_reports_bad_input_clearly(tmp_path):
     r = run_cli("generate", "--model", "random:toy", "--prompt", "a pig", "--chunk-frames", "3", "--out",
                 str(tmp_path / "x.mp4"))
     assert r.returncode == 2 and "chunk_frames=3 does not divide buffer_frames=16" in r.stderr
+
+
+def test_demo_writes_video_and_frame_strip(tiny_bundle, tmp_path):
+    from streamdit.video_io import read_png
+
+    model = tmp_path / "tiny.safetensors"
+    b = tiny_bundle
+    save_checkpoint(str(model), b.model, b.config, text_encoder=b.text_encoder, codec=b.codec, defaults=b.defaults)
+    out, strip = tmp_path / "demo.mp4", tmp_path / "strip.png"
+    r = run_cli("demo", "--model", str(model), "--seconds", "3", "--out", str(out), "--strip", str(strip))
+    assert r.returncode == 0, r.stderr
+    assert "3s: a cat walking right on grass" in r.stderr  # the showcase schedule has prompt changes
+    frames, fps = read_video(str(out))
+    assert frames.shape == (24, 16, 16, 3) and fps == 8.0
+    png = read_png(str(strip))  # 3 frames, one per second, scaled x2 with 2-pixel gaps
+    assert png.shape[:2] == (32, 3 * 32 + 2 * 2)
+
+
+def test_eval_command_writes_tables(tiny_bundle, tmp_path):
+    model = tmp_path / "tiny.safetensors"
+    b = tiny_bundle
+    defaults = type(b.defaults)(**{**b.defaults.__dict__, "width": 32, "height": 32})
+    save_checkpoint(str(model), b.model, b.config, text_encoder=b.text_encoder, codec=b.codec, defaults=defaults)
+    md, js = tmp_path / "eval.md", tmp_path / "eval.json"
+    r = run_cli("eval", "--model", f"tiny={model}", "--scenes", "2", "--seconds", "1", "--long-streams", "1",
+                "--long-seconds", "10", "--change-streams", "1", "--out", str(md), "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    text = md.read_text()
+    assert "| tiny | 1 / 1 | 2 |" in text and "Prompt change pig -> cat" in text
+    assert '"adherence"' in js.read_text()

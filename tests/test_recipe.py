@@ -31,3 +31,24 @@ def test_quick_stages_write_codec_cache_and_crops(tmp_path):
     spec = data.specs[0]
     words = random.Random(0)
     assert data.caption(spec.before, words) != "" and spec.switch >= 1
+
+
+def test_quick_recipe_exports_student_teacher_and_baselines_that_stream(tmp_path):
+    from streamdit.pipeline import Pipeline
+    from streamdit.train.recipe import ToyRecipe as R
+
+    out = run(R.quick(str(tmp_path / "main")))
+    student, teacher = Pipeline.load(str(out["student"])), Pipeline.load(str(out["teacher"]))
+    assert student.bundle.defaults.micro_steps == 1 and teacher.bundle.defaults.micro_steps == 1
+    assert teacher.bundle.meta["role"] == "teacher" and student.bundle.meta["role"] == "student"
+    assert student.stream("a pig walking right on grass").take(20).shape == (20, 64, 64, 3)
+    for variant, partition in (("diagonal", (0, 16, 1)), ("extension", (8, 1, 8))):
+        recipe = R.baseline(variant, str(tmp_path / variant), codec_from=str(out["student"]))
+        for k in ("cache_clips", "teacher_steps", "batch", "warmup"):
+            setattr(recipe, k, getattr(R.quick(""), k))
+        written = run(recipe)
+        assert set(written) == {"teacher"} and not (tmp_path / variant / "autoencoder.safetensors").exists()
+        pipe = Pipeline.load(str(written["teacher"]))
+        d = pipe.bundle.defaults
+        assert (d.ref_frames, d.buffer_frames // d.chunk_frames, d.chunk_frames) == partition
+        assert pipe.stream("a cat jumping on snow").take(40).shape == (40, 64, 64, 3)

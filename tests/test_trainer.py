@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from streamdit.train.plot import plot_losses
-from streamdit.train.trainer import CheckpointError, Trainer, TrainConfig, read_log
+from streamdit.train.trainer import CheckpointError, TrainConfig, Trainer, read_log
 
 WORKER = Path(__file__).parent / "train_workers" / "ddp_worker.py"
 

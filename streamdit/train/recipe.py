@@ -7,6 +7,10 @@
 5. export: OUT/streamdit-toy.safetensors (student) and OUT/streamdit-toy-teacher.safetensors
 
 Each stage skips itself when its output exists and resumes from its last checkpoint otherwise.
+
+Baselines of the paper's comparison (ToyRecipe.baseline): "diagonal" (c = 1 streaming, FIFO-style) and
+"extension" (chunk by chunk: N = 1 with K = 8 reference frames), trained the same way as the teacher,
+on the same codec and cache, and exported as teachers only.
 """
 from __future__ import annotations
 
@@ -60,6 +64,8 @@ class ToyRecipe:
     distill_batch: int = 8
     distill_lr: float = 1e-4
     uniform_fraction: float = 0.25
+    variant: str = "streamdit"  # or a baseline: "diagonal", "extension"
+    codec_from: str | None = None  # take the autoencoder from this checkpoint instead of training one
 
     @classmethod
     def quick(cls, out: str) -> ToyRecipe:
@@ -67,6 +73,28 @@ class ToyRecipe:
         return cls(out=out, ae_steps=3, ae_batch=4, cache_clips=8, teacher_steps=3, batch=2, warmup=1,
                    distill_steps=2, distill_batch=2,
                    teacher_partition=Partition(chunks=8, chunk_frames=2, micro_steps=1))
+
+    @classmethod
+    def baseline(cls, variant: str, out: str, **kw) -> ToyRecipe:
+        """The paper's comparison models at the teacher's compute per frame (2 network calls per frame).
+
+        diagonal: streaming with c = 1 (N = 16, s = 2); the mix keeps 15% c = 16 samples only so that the
+        stream can start coherently, as FIFO-Diffusion starts from a clip of its base model.
+        extension: N = 1, c = 8, K = 8 reference frames, s = 16: each chunk is denoised from noise
+        next to the last 8 finished frames; 25% of samples have K = 0 (the first chunk).
+        """
+        if variant == "diagonal":
+            return cls(out=out, variant=variant, mix=PartitionMix(16, (1, 16), (0.85, 0.15)),
+                       teacher_partition=Partition(chunks=16, chunk_frames=1, micro_steps=2), **kw)
+        if variant == "extension":
+            return cls(out=out, variant=variant, mix=PartitionMix(8, (8,), (1.0,), (0, 8), (0.25, 0.75)),
+                       teacher_partition=Partition(chunks=1, chunk_frames=8, micro_steps=16, ref_frames=8), **kw)
+        raise ValueError(f"unknown baseline {variant!r}; use 'diagonal' or 'extension'")
+
+    @property
+    def crop_frames(self) -> int:
+        """Frames per training crop: the longest reference context plus the denoised frames."""
+        return max(self.mix.ref_frames) + self.mix.stream_frames
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -112,6 +140,13 @@ def frame_source(recipe: ToyRecipe):
 
 def stage_autoencoder(recipe: ToyRecipe) -> AutoencoderCodec:
     path = Path(recipe.out) / "autoencoder.safetensors"
+    if recipe.codec_from:
+        from ..checkpoint import load_checkpoint
+
+        codec = load_checkpoint(recipe.codec_from).codec
+        if not isinstance(codec, AutoencoderCodec):
+            raise ValueError(f"{recipe.codec_from} has no autoencoder codec to reuse")
+        return codec.float().eval()
     codec = AutoencoderCodec(recipe.ae_channels, recipe.ae_widths)
     if path.is_file():
         codec.load_state_dict(load_file(str(path)))
@@ -165,7 +200,14 @@ def run(recipe: ToyRecipe, stages: tuple[str, ...] = ("autoencoder", "cache", "t
     written: dict[str, Path] = {}
     if "teacher" in stages or "student" in stages or "export" in stages:
         teacher = stage_teacher(recipe, codec, cache, probe_every)
-        if "student" in stages or "export" in stages:
+        if recipe.variant != "streamdit":  # baselines are compared as teachers: no distillation
+            if "export" in stages:
+                p = recipe.teacher_partition
+                written["teacher"] = export(recipe, teacher, codec, f"streamdit-toy-{recipe.variant}.safetensors",
+                                            p.micro_steps, {"role": "baseline", "variant": recipe.variant,
+                                                            "cfg_scale": recipe.cfg_scale,
+                                                            "recipe": json.dumps(recipe.to_dict())})
+        elif "student" in stages or "export" in stages:
             student = stage_student(recipe, codec, cache, teacher)
             if "export" in stages:
                 t_steps = recipe.teacher_partition.micro_steps
@@ -182,7 +224,7 @@ def _loop(recipe: ToyRecipe, name: str, model, loss_fn, data, steps: int, lr: fl
           probe_every: int = 0, probe=None):
     """Train one stage in OUT/<name>/ with resume; returns the trainer (EMA weights via ema_module())."""
     from .plot import plot_losses
-    from .trainer import Trainer, TrainConfig
+    from .trainer import TrainConfig, Trainer
 
     out = Path(recipe.out) / name
     cfg = TrainConfig(out=str(out), steps=steps, lr=lr, warmup=warmup, ema=ema, seed=recipe.seed,
@@ -214,7 +256,7 @@ def stage_teacher(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, probe
     from .toydata import LatentClips
 
     model, _ = build_teacher(recipe, codec)
-    data = LatentClips(cache, recipe.batch, recipe.mix.stream_frames, caption)
+    data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption)
     schedule = Schedule(1.0)
 
     def loss_fn(m, batch, g):
@@ -301,9 +343,10 @@ def build_teacher(recipe: ToyRecipe, codec: AutoencoderCodec):
 def defaults_for(recipe: ToyRecipe, codec: AutoencoderCodec, micro_steps: int):
     from ..config import StreamDefaults
 
+    p = recipe.teacher_partition
     return StreamDefaults(width=recipe.size, height=recipe.size, fps=16.0, codec=codec.spec,
-                          buffer_frames=recipe.mix.stream_frames, chunk_frames=2, micro_steps=micro_steps,
-                          ref_frames=0, shift=1.0)
+                          buffer_frames=p.stream_frames, chunk_frames=p.chunk_frames, micro_steps=micro_steps,
+                          ref_frames=p.ref_frames, shift=1.0)
 
 
 def export(recipe: ToyRecipe, module, codec: AutoencoderCodec, name: str, micro_steps: int, meta: dict) -> Path:

@@ -16,7 +16,7 @@ from streamdit.model import WanDiT  # noqa: E402
 from streamdit.partition import Schedule  # noqa: E402
 from streamdit.train import distributed  # noqa: E402
 from streamdit.train.flow import PartitionMix, flow_matching_loss  # noqa: E402
-from streamdit.train.trainer import Trainer, TrainConfig  # noqa: E402
+from streamdit.train.trainer import TrainConfig, Trainer  # noqa: E402
 
 
 def main(out: str, parallel: str, steps: int) -> None:

@@ -1,0 +1,74 @@
+"""The eval: Wilson intervals, and that the judged scores separate a perfect video source from a random model."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from streamdit.config import StreamDefaults
+from streamdit.evaluation import EvalSettings, evaluate_model, motion_speed, render_markdown, wilson
+from streamdit.evaluation.report import score_gaps
+from streamdit.prompts import PromptTrack
+from streamdit.toyworld import ToyStream, parse_caption
+
+QUICK = EvalSettings(scenes=6, clip_seconds=2.0, long_streams=1, long_seconds=8.0, window_seconds=3.0,
+                     change_streams=2, change_before=2.0, change_after=2.5, change_delay=1.0)
+
+
+def test_wilson_interval_matches_known_values():
+    lo, hi = wilson(9, 10)
+    assert abs(lo - 0.5958) < 1e-3 and abs(hi - 0.9821) < 1e-3
+    assert wilson(0, 48)[0] == 0.0 and 0.07 < wilson(0, 48)[1] < 0.08
+    assert wilson(48, 48)[1] == pytest.approx(1.0) and 0.92 < wilson(48, 48)[0] < 0.93
+
+
+def test_motion_speed_wraps_and_skips_frames_without_an_animal():
+    c = torch.tensor([[62.0, 10], [0.0, 10], [2.0, 10], [float("nan"), float("nan")], [3.0, 10]])
+    assert motion_speed(c, 64) == pytest.approx(2.0)
+
+
+class RenderPipe:
+    """Streams the toy world's own renders of the prompted scene: what a perfect model would make."""
+
+    def __init__(self):
+        self.bundle = SimpleNamespace(defaults=StreamDefaults(width=64, height=64, fps=16.0, codec={},
+                                                              buffer_frames=16, chunk_frames=2, micro_steps=1))
+
+    def stream(self, prompt, seed=0, micro_steps=None, cfg_scale=1.0):
+        events = PromptTrack.from_text(prompt, 16.0).events
+
+        def scene(text):
+            animal, action, background = parse_caption(text)
+            return (animal, action, background)
+
+        world = ToyStream(scene(events[0][1]), seed)
+
+        def frames(n):
+            for t in range(n):
+                now = [p for at, p in events if at <= t][-1]
+                if scene(now) != world.scene:
+                    world.set_scene(scene(now))
+                yield world.read(1)
+
+        return SimpleNamespace(frames=frames, take=lambda n: torch.cat(list(frames(n))))
+
+
+def test_eval_gives_full_marks_to_the_renders_and_writes_tables():
+    r = evaluate_model(RenderPipe(), QUICK, "renders")
+    a = r["adherence"]
+    assert a["all"]["total"] == 6 and a["all"]["value"] == 1.0
+    assert a["speed"] == pytest.approx(a["truth_speed"], rel=1e-6) and a["speed"] > 0.3
+    last = r["long"]["last"]
+    assert last["animal"]["value"] > 0.97 and last["background"]["value"] == 1.0 and last["motion"]["value"] == 1.0
+    assert r["change"]["cat_after"]["value"] > 0.97 and r["change"]["pig_before"]["value"] > 0.97
+    md = render_markdown({"teacher": r, "student": r})
+    assert "| renders" not in md and "| student | 1 / 1 | 6 | 100.0% [" in md and "largest drop 0.0 points" in md
+    assert max(score_gaps(r, r).values()) == 0.0
+
+
+def test_eval_fails_an_untrained_model():
+    from streamdit.pipeline import Pipeline
+
+    pipe = Pipeline.load("random:toy")
+    r = evaluate_model(pipe, EvalSettings(scenes=4, clip_seconds=1.0, long_streams=0, change_streams=1,
+                                          change_before=1.0, change_after=1.5, change_delay=0.5), "random")
+    assert r["adherence"]["all"]["value"] < 0.5 and r["change"]["cat_after"]["value"] < 0.5
