@@ -1,4 +1,4 @@
-"""Command line: python -m streamdit generate | demo | eval | train | info."""
+"""Command line: python -m streamdit generate | demo | edit | eval | train | info."""
 from __future__ import annotations
 
 import argparse
@@ -163,6 +163,42 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_edit(args) -> int:
+    from .pipeline import Pipeline
+    from .progress import Progress
+    from .sources import FrameSource
+    from .video_io import VideoWriter
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe = Pipeline.load(args.model, device=args.device, dtype=DTYPES.get(args.dtype),
+                             attention_backend=args.attention)
+        source = FrameSource.from_path(args.input)
+        stream = pipe.edit(source, _prompt_text(args), strength=args.strength, seed=args.seed,
+                           cfg_scale=args.cfg, negative_prompt=args.negative, micro_steps=args.micro_steps,
+                           lookahead=not args.live, transition_seconds=args.transition)
+        cfg = stream.config
+        print(f"model: {pipe.describe()}" + ("  [UNTRAINED: random weights]" if pipe.untrained else ""),
+              file=sys.stderr)
+        print(f"edit: {args.input} ({source.length or '?'} frames @ {source.fps:g} fps) -> {cfg.width}x{cfg.height}, "
+              f"strength {stream.strength:g} (asked {args.strength:g}; the partition's u grid is "
+              f"1/{stream.grid}), latency {stream.latency_frames} frames", file=sys.stderr)
+        start, done = time.perf_counter(), 0
+        with VideoWriter(args.out, cfg.fps, metadata={"comment": f"streamdit edit: {_prompt_text(args)}"}) as w, \
+                Progress(source.length, desc="edit", unit="frame") as bar:
+            for frames in stream.frames():
+                w.write(frames)
+                done += frames.shape[0]
+                bar.set_postfix(fps=f"{done / (time.perf_counter() - start):.1f}")
+                bar.update(frames.shape[0])
+    for msg in dict.fromkeys(str(w.message) for w in caught):
+        print(f"note: {msg}", file=sys.stderr)
+    elapsed = time.perf_counter() - start
+    print(f"wrote {done} frames to {args.out} in {elapsed:.2f} s: {done / elapsed:.1f} FPS, "
+          f"{stream.calls} network calls")
+    return 0
+
+
 def cmd_info(args) -> int:
     from . import attention
     from .config import PRESETS
@@ -236,6 +272,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="docs/eval.md")
     e.add_argument("--json", default="docs/eval.json")
     e.set_defaults(func=cmd_eval)
+    ed = sub.add_parser("edit", help="edit a video toward a prompt in the moving buffer (e.g. a pig into a cat)")
+    ed.add_argument("--input", required=True, help="source video (any format ffmpeg reads)")
+    ed.add_argument("--prompt", help="target prompt or 'time: prompt' schedule")
+    ed.add_argument("--prompt-file")
+    ed.add_argument("--strength", type=float, default=0.6, help="how much to change: 0.3 keeps most, 1 ignores "
+                                                                  "the source (rounded onto the model's u grid)")
+    ed.add_argument("--out", required=True)
+    ed.add_argument("--seed", type=int, default=0)
+    ed.add_argument("--cfg", type=float, default=1.0)
+    ed.add_argument("--negative", default="")
+    ed.add_argument("--micro-steps", type=int)
+    ed.add_argument("--transition", type=float, default=0.0)
+    ed.add_argument("--live", action="store_true", help="read the source as late as possible (no lookahead): "
+                                                         "what a live feed does; lower latency")
+    ed.add_argument("--model")
+    ed.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ed.add_argument("--dtype", choices=list(DTYPES), default=None)
+    ed.add_argument("--attention", default="auto")
+    ed.set_defaults(func=cmd_edit)
     i = sub.add_parser("info", help="presets, attention backends and the default model")
     i.set_defaults(func=cmd_info)
     t = sub.add_parser("train", help="train the toy model from scratch (resumes from OUT's checkpoints)")

@@ -117,6 +117,24 @@ class Pipeline:
         stream.check_prompt = text.get
         return stream
 
+    def edit(self, source, prompt: str, *, strength: float = 0.6, seed: int = 0, lookahead: bool | None = None,
+             fps: float | None = None, **kw):
+        """Open an edit stream: the source's frames (a FrameSource, a video path, or frames [T, H, W, 3])
+        edited toward the prompt (or schedule). Other settings as in stream()."""
+        from .edit import EditStream
+        from .sources import FrameSource
+
+        if not isinstance(source, FrameSource):
+            if isinstance(source, (str, Path)):
+                source = FrameSource.from_path(source)
+            else:
+                source = FrameSource.from_frames(source, fps or self.bundle.defaults.fps)
+        base = self.stream(prompt, seed=seed, fps=fps or source.fps, **kw)
+        stream = EditStream(base.denoise, self.bundle.codec, base.config, base.prompts, source, strength,
+                            lookahead=lookahead, device=self.device)
+        stream.check_prompt = base.check_prompt
+        return stream
+
     def describe(self) -> str:
         c = self.bundle.config
         n = sum(p.numel() for p in self.bundle.model.parameters())

@@ -1,0 +1,177 @@
+"""Video-to-video editing inside the moving buffer (SDEdit in the stream).
+
+Every buffer frame carries its source latent z and its own noise eps (drawn once, when it enters).
+While a frame's progress time u is above the edit level u_e (= strength), it is not denoised: it is
+held on the forward process x_u = (1 - sigma(u)) z + sigma(u) eps, exactly the noisy data the model was
+trained on, so those frames are lookahead context. From u_e down to 0 the model denoises it under the
+prompt, as in generation. The edit level lives on the partition's u grid (steps of 1/(s N)): the
+distilled student (s = 1) edits at multiples of 1/N, the teacher at multiples of 1/(s N).
+
+Latency. With lookahead (files, frame lists) a chunk's source frames are read when it enters the
+buffer, so the output trails the source by the whole buffer (N c frames). Live sources are read as
+late as possible: a chunk gets its real frames when it reaches the band holding u_e (chunk
+k_e = ceil(u_e N)); until then it holds the latest frame as a stand-in. The delay from a frame
+arriving to its edited version is then (k_e + 1) c frames, about strength x buffer (the + 1: decoding
+of a chunk overlaps the network calls of the next).
+
+Noise. Each frame draws its own eps, as in training (noise shared across frames would be out of
+distribution). The background stays because, at a moderate strength, the low frequencies of every
+frame survive in x_{u_e}, and all frames start from their own source.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .sources import FrameSource
+from .stream import Stream
+
+
+class SourceEnded(Exception):
+    """Internal: every source frame has been emitted."""
+
+
+class EditStream(Stream):
+    """A Stream whose frames are the source frames edited toward the prompt. Length = the source's."""
+
+    def __init__(self, denoise, codec, config, prompts, source: FrameSource, strength: float, *,
+                 lookahead: bool | None = None, device="cpu", dtype=torch.float32):
+        super().__init__(denoise, codec, config, prompts, device=device, dtype=dtype)
+        p = self.partition
+        if p.ref_frames:
+            raise ValueError(f"editing needs a partition without reference frames (K=0); this one has "
+                             f"K={p.ref_frames}: set ref_frames to 0")
+        if codec.temporal_factor != 1:
+            raise ValueError("editing needs a per-frame codec (temporal factor 1); this codec compresses time "
+                             f"by {codec.temporal_factor}")
+        if not 0 < strength <= 1:
+            raise ValueError(f"strength={strength} must be in (0, 1]: 0.3 keeps most of the source, 1 ignores it")
+        self.grid = p.micro_steps * p.chunks
+        self.edit_m = min(self.grid, max(1, round(strength * self.grid)))
+        self.strength = self.edit_m / self.grid  # what is used: strength rounded onto the u grid
+        self.lookahead = (not source.live) if lookahead is None else lookahead
+        k_e = math.ceil(self.edit_m / p.micro_steps)
+        self.pull_chunk = p.chunks if self.lookahead else k_e  # the chunk that reads real frames
+        self.source = source
+        source.target = (config.height, config.width)
+        self._frames = iter(source)
+        self._encoder = codec.stream_encoder()
+        self._latents: list[torch.Tensor] = []  # encoded source latents [C, 1, h, w] not yet in the buffer
+        self._last: torch.Tensor | None = None  # the newest real source latent (stand-in for future frames)
+        self.source_done = False
+        self.z = self.eps = self.real = None  # per buffer frame: source latent, noise, is a real source frame
+
+    @property
+    def latency_frames(self) -> int:
+        """Source frames read beyond a frame before its edited version is handed out: the chunks down to
+        the one that reads the source, plus one chunk because decoding overlaps the next network calls."""
+        return (self.pull_chunk + 1) * self.partition.chunk_frames
+
+    # -- the source --------------------------------------------------------------------------------
+    def _pull(self, n: int) -> tuple[torch.Tensor, int]:
+        """n source latents [C, n, h, w] and how many are real (the rest repeat the last real one)."""
+        while len(self._latents) < n and not self.source_done:
+            try:
+                frames = next(self._frames)
+            except StopIteration:
+                self.source_done = True
+                break
+            z = self._encoder.encode(frames.to(self.device)).to(self.device, self.dtype)
+            self._latents += list(z.split(1, dim=1))
+        real = min(n, len(self._latents))
+        taken, self._latents = self._latents[:real], self._latents[real:]
+        if taken:
+            self._last = taken[-1]
+        if self._last is None:
+            raise ValueError(f"{self.source.name}: there are no source frames")
+        return torch.cat(taken + [self._last] * (n - real), dim=1), real
+
+    def _standin(self, n: int) -> torch.Tensor:
+        return self._last.expand(-1, n, -1, -1).clone()
+
+    # -- noise levels ------------------------------------------------------------------------------
+    def _levels(self, micro: int) -> torch.Tensor:
+        """Grid index m (u = m / (s N)) of every buffer frame at micro step j."""
+        return (self.partition.frame_u(micro) * self.grid).round().long()
+
+    def _forward(self, idx: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """x_u = (1 - sigma) z + sigma eps for buffer frames idx at grid levels m."""
+        sigma = self.buffer.schedule.sigmas(m.double() / self.grid).to(self.dtype).view(1, -1, 1, 1)
+        return (1 - sigma) * self.z[:, idx] + sigma * self.eps[:, idx]
+
+    def _hold(self) -> None:
+        """Put every frame at or above the edit level back on its forward process."""
+        m = self._levels(self.buffer.micro)
+        idx = (m >= self.edit_m).nonzero().flatten()
+        if idx.numel():
+            lat = self.buffer.latents.clone()
+            lat[:, idx] = self._forward(idx, m[idx])
+            self.buffer.latents = lat
+
+    # -- the buffer --------------------------------------------------------------------------------
+    def _start(self) -> torch.Tensor:
+        p = self.partition
+        c, n, s = p.chunk_frames, p.chunks, p.micro_steps
+        z, real = self._pull(self.pull_chunk * c)
+        self.z = torch.cat([z, self._standin((n - self.pull_chunk) * c)], dim=1)
+        self.real = torch.zeros(n * c, dtype=torch.bool)
+        self.real[:real] = True
+        self.eps = self._noise(n * c)
+        every = torch.arange(n * c)
+        x = self._forward(every, torch.full((n * c,), self.edit_m))
+        filled = x.clone()
+        # one uniform pass from the edit level down to 1/N; chunk k keeps the state at u = k/N
+        for m in range(self.edit_m, s, -1):
+            sigma = torch.full((n * c,), self.buffer.schedule.sigma(m / self.grid), dtype=torch.float64)
+            v = self._velocity(x, sigma)
+            x = x + (self.buffer.schedule.sigma((m - 1) / self.grid) - sigma[0].item()) * v.to(x.dtype)
+            if (m - 1) % s == 0 and (m - 1) // s >= 1:
+                lo = ((m - 1) // s - 1) * c
+                filled[:, lo:lo + c] = x[:, lo:lo + c]
+        self.buffer.latents, self.buffer.micro = filled, 0
+        self._hold()  # chunks above the edit level start on their forward process at their band top
+        return filled[:, :0]
+
+    def next_latent_chunk(self) -> torch.Tensor:
+        if not self.buffer.started:
+            self._start()
+        if not bool(self.real.any()):
+            raise SourceEnded
+        while not self.buffer.period_done:
+            self.buffer.step(self._velocity)
+            self._hold()
+        p = self.partition
+        c = p.chunk_frames
+        eps = self._noise(c)
+        finished = self.buffer.move(eps)  # the new chunk enters at u = 1, where x = eps
+        emit = int(self.real[:c].sum())
+        self.eps = torch.cat([self.eps[:, c:], eps], dim=1)
+        self.z = torch.cat([self.z[:, c:], self._standin(c)], dim=1)
+        self.real = torch.cat([self.real[c:], torch.zeros(c, dtype=torch.bool)])
+        lo = (self.pull_chunk - 1) * c
+        z, real = self._pull(c)
+        self.z[:, lo:lo + c] = z
+        self.real[lo:lo + real] = True
+        self.z[:, lo + c:] = self._standin(self.z.shape[1] - lo - c)
+        self._hold()  # chunks that just got real frames (or new stand-ins) move onto them
+        self.latents_emitted += emit
+        return finished[:, :emit]
+
+    def frames(self, max_frames: int | None = None):
+        """The edited frames, as they finish; stops after the source's last frame."""
+        remaining = max_frames
+        try:
+            for out in super().frames(max_frames):
+                remaining = None if remaining is None else remaining - out.shape[0]
+                yield out
+        except SourceEnded:
+            while self._pending and (remaining is None or remaining > 0):
+                out = self._take(remaining)
+                self.frames_emitted += out.shape[0]
+                remaining = None if remaining is None else remaining - out.shape[0]
+                yield out
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError("an edit stream cannot be saved: its source (a file or a live feed) is not "
+                                  "part of the state; restart the edit instead")
