@@ -1,5 +1,6 @@
 """ComfyUI nodes of the StreamDiT pack: thin adapters from widgets to the engine in ../streamdit."""
 from . import host, registry
+from .edit import StreamDiTVideoEdit
 from .frames import StreamDiTFramesToImage
 from .loader import StreamDiTModelLoader
 from .preview import StreamDiTLivePreview
@@ -16,6 +17,7 @@ NODE_CLASS_MAPPINGS = {
     "StreamDiTLivePreview": StreamDiTLivePreview,
     "StreamDiTSaveVideo": StreamDiTSaveVideo,
     "StreamDiTFramesToImage": StreamDiTFramesToImage,
+    "StreamDiTVideoEdit": StreamDiTVideoEdit,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -26,6 +28,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "StreamDiTLivePreview": "StreamDiT Live Preview",
     "StreamDiTSaveVideo": "StreamDiT Save Video",
     "StreamDiTFramesToImage": "StreamDiT Frames to Image",
+    "StreamDiTVideoEdit": "StreamDiT Video Edit",
 }
 
 host.register_model_folder()

@@ -196,3 +196,20 @@ def add_routes(register: Callable[[object], None]) -> bool:
         return False
     register(routes)
     return True
+
+
+# -- source videos -----------------------------------------------------------------------------
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".gif")
+
+
+def input_directory() -> str | None:
+    return folder_paths.get_input_directory() if folder_paths is not None else None
+
+
+def input_videos() -> list[str]:
+    """Video files in ComfyUI's input folder (where the upload button puts them), sorted."""
+    folder = input_directory()
+    if not folder or not os.path.isdir(folder):
+        return []
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(VIDEO_EXTENSIONS)
+                  and os.path.isfile(os.path.join(folder, f)))

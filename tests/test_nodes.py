@@ -16,7 +16,7 @@ import sys  # noqa: E402
 PACK = sys.modules["ComfyUI_StreamDiT_pack"]
 NODES = PACK.NODE_CLASS_MAPPINGS
 EXPECTED = {"StreamDiTModelLoader", "StreamDiTBufferSettings", "StreamDiTPromptSchedule", "StreamDiTSampler",
-            "StreamDiTLivePreview", "StreamDiTSaveVideo", "StreamDiTFramesToImage"}
+            "StreamDiTLivePreview", "StreamDiTSaveVideo", "StreamDiTFramesToImage", "StreamDiTVideoEdit"}
 
 
 def test_pack_entry_point():

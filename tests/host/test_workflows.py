@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from graphs import load_api, load_ui, nodes_of
+from graphs import ROOT, load_api, load_ui, nodes_of
 
 from streamdit.video_io import probe_video, read_metadata, read_video
 
@@ -57,5 +57,17 @@ def test_template_browser_lists_the_bundled_workflows(host):
     except urllib.error.HTTPError as exc:
         assert exc.code == 404
         pytest.skip("this host has no template browser (ComfyUI before 2024-12)")
-    assert sorted(templates.get("ComfyUI-StreamDiT", [])) == sorted(WORKFLOWS)
+    assert sorted(templates.get("ComfyUI-StreamDiT", [])) == sorted(WORKFLOWS + ["pig_to_cat_edit"])
     assert host.get("/api/workflow_templates/ComfyUI-StreamDiT/text_to_stream.json") == load_ui("text_to_stream")
+
+
+def test_bundled_pig_to_cat_workflow_edits_the_example_video(host, client):
+    prompt, ui = load_api("pig_to_cat_edit"), load_ui("pig_to_cat_edit")
+    run = client.run(prompt, extra_pnginfo={"workflow": ui})
+    assert run.status == "success", run.error()
+    source, src_fps = read_video(ROOT / "workflows" / "media" / "pig_walking_right_on_grass.mp4")
+    (path, video), = saved_videos(host, run, prompt)
+    frames, fps = read_video(path)
+    assert frames.shape == source.shape and fps == src_fps == 16.0  # same length, size and frame rate
+    assert video["frames"] == source.shape[0]
+    assert json.loads(read_metadata(path)["comment"])["prompt"]["3"]["class_type"] == "StreamDiTVideoEdit"

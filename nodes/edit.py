@@ -1,0 +1,96 @@
+"""StreamDiT Video Edit: a source video (a file, or any IMAGE batch) edited toward the prompt in the moving
+buffer, its frames flowing to Live Preview / Save Video like the sampler's."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..streamdit.sources import FrameSource
+from . import host, registry
+from .prompts import check_text_source
+from .sampler import FRAMES_TYPE, StreamRun
+
+PACK = Path(__file__).resolve().parents[1]
+EXAMPLE = "example: a pig walking right on grass"
+EXAMPLE_PATH = PACK / "workflows" / "media" / "pig_walking_right_on_grass.mp4"
+IMAGES = "(the images input)"
+
+
+def source_choices() -> list[str]:
+    return [EXAMPLE, IMAGES] + host.input_videos()
+
+
+def source_path(choice: str) -> str:
+    if choice == EXAMPLE:
+        return str(EXAMPLE_PATH)
+    folder = host.input_directory()
+    path = os.path.join(folder, choice) if folder else choice
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"source video {choice!r} is not in ComfyUI's input folder ({folder}); upload it "
+                                f"there or connect an IMAGE batch and choose {IMAGES!r}")
+    return path
+
+
+class StreamDiTVideoEdit:
+    DESCRIPTION = ("Edits a video toward the prompt while it plays (the StreamDiT pig-to-cat demo): source frames "
+                   "enter the moving buffer already noised to the edit strength and are denoised under the prompt. "
+                   "Same length and frame rate as the source; other sizes are resized to the model's, not cropped.")
+    CATEGORY = "StreamDiT"
+    RETURN_TYPES = (FRAMES_TYPE,)
+    RETURN_NAMES = ("frames",)
+    OUTPUT_TOOLTIPS = ("The edited frames, made while the connected Live Preview / Save Video nodes run.",)
+    FUNCTION = "edit"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("STREAMDIT_MODEL", {"tooltip": "From StreamDiT Model Loader."}),
+                "prompt": ("STREAMDIT_PROMPT", {"tooltip": "What the video should show, e.g. 'a cat walking right "
+                           "on grass'. A schedule works too (a cat first, a dog later)."}),
+                "source_video": (source_choices(), {"default": EXAMPLE, "tooltip": "A video from ComfyUI's input "
+                                 "folder, the bundled example, or the images input (e.g. from a video loader)."}),
+                "strength": ("FLOAT", {"default": 0.6, "min": 0.05, "max": 1.0, "step": 0.05, "tooltip":
+                             "How much may change: low keeps more of the source, 1 ignores it. Rounded onto the "
+                             "model's noise grid (steps of 1/8 for the embedded model)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "control_after_generate": True,
+                         "tooltip": "The noise added to the source; the same seed gives the same edit."}),
+                "fps": ("FLOAT", {"default": 16.0, "min": 1.0, "max": 120.0, "step": 1.0, "tooltip":
+                        "Frame rate of an images input (a video file keeps its own)."}),
+            },
+            "optional": {
+                "images": ("IMAGE", {"tooltip": "Source frames, when source_video is '(the images input)'."}),
+                "settings": ("STREAMDIT_SETTINGS", {"tooltip": "Optional: size and partition (K must be 0); the "
+                             "model's defaults otherwise."}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID", "graph": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, **kwargs):
+        return float("nan")  # every queue is a new edit
+
+    def edit(self, model, prompt, source_video, strength, seed, fps, images=None, settings=None, unique_id=None,
+             graph=None, extra_pnginfo=None):
+        check_text_source(model, prompt)
+        if source_video == IMAGES:
+            if images is None:
+                raise ValueError(f"source_video is {IMAGES!r} but nothing is connected to images: connect an IMAGE "
+                                 "batch (e.g. from Load Video) or choose a source video")
+            source = FrameSource.from_frames(images, float(fps), name="images input")
+        else:
+            source = FrameSource.from_path(source_path(source_video))
+        kw = {}
+        if settings is not None:
+            kw = {k: v for k, v in settings.stream_kwargs().items() if k not in ("seed", "fps", "cold_start")}
+        stream = model.pipeline.edit(source, prompt.schedule, strength=float(strength), seed=int(seed),
+                                     cfg_scale=prompt.cfg, negative_prompt=prompt.negative_prompt,
+                                     transition_seconds=prompt.transition_seconds, **kw)
+        key = registry.stream_key(f"edit-{unique_id}", unique_id)
+        entry = registry.Entry(key, stream, (model.identity, "edit", source_video, strength, seed), prompt.schedule)
+        registry.put(entry)
+        entry.runs += 1
+        frames = source.length or 10**9  # an unknown length ends with the source
+        host.log.info("streamdit: editing %s at strength %g (asked %g), latency %d frames", source.name,
+                      stream.strength, strength, stream.latency_frames)
+        return (StreamRun(entry, model, frames, unique_id, f"edit-{unique_id}", graph, extra_pnginfo, True),)
