@@ -199,6 +199,34 @@ def cmd_edit(args) -> int:
     return 0
 
 
+def cmd_eval_edit(args) -> int:
+    import json
+
+    from .evaluation.edit_scores import edit_markdown, edit_scores, edit_sources, plot_sweep
+    from .pipeline import Pipeline, default_model_path
+
+    path = args.model or (str(default_model_path()) if default_model_path() else None)
+    if path is None:
+        raise ValueError("no embedded default model in this checkout: give --model PATH")
+    pipe = Pipeline.load(path, device=args.device)
+    d = pipe.bundle.defaults
+    strengths = [float(x) for x in args.strengths.split(",")]
+    sources = edit_sources(args.sources, args.seconds, d.fps, (d.height, d.width))
+    rows = edit_scores(pipe, strengths, sources)
+    for r in rows:
+        print(f"strength {r['strength']:.3f}: cat {r['target']['value']:.3f}, background {r['background_psnr']:.1f} dB "
+              f"(worst {r['worst_psnr']:.1f}), centroid {r['centroid_px']:.2f} px, {r['fps']:.1f} FPS")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(edit_markdown(rows, Path(path).name, args.sources, args.seconds))
+        print(f"wrote {args.out}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    if args.plot and plot_sweep(rows, args.plot):
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def cmd_info(args) -> int:
     from . import attention
     from .config import PRESETS
@@ -291,6 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--dtype", choices=list(DTYPES), default=None)
     ed.add_argument("--attention", default="auto")
     ed.set_defaults(func=cmd_edit)
+    ee = sub.add_parser("eval-edit", help="measure pig -> cat editing on held-out renders over a strength sweep")
+    ee.add_argument("--model", help="default: the embedded model")
+    ee.add_argument("--strengths", default="0.25,0.375,0.5,0.625,0.75,0.875,1.0")
+    ee.add_argument("--sources", type=int, default=12, help="held-out pig renders (every action x background: 12)")
+    ee.add_argument("--seconds", type=float, default=3.0)
+    ee.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ee.add_argument("--out", default="docs/edit-eval.md")
+    ee.add_argument("--json", default="docs/edit-eval.json")
+    ee.add_argument("--plot", default="docs/img/edit-sweep.png")
+    ee.set_defaults(func=cmd_eval_edit)
     i = sub.add_parser("info", help="presets, attention backends and the default model")
     i.set_defaults(func=cmd_info)
     t = sub.add_parser("train", help="train the toy model from scratch (resumes from OUT's checkpoints)")

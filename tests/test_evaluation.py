@@ -1,4 +1,5 @@
 """The eval: Wilson intervals, and that the judged scores separate a perfect video source from a random model."""
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -72,3 +73,37 @@ def test_eval_fails_an_untrained_model():
     r = evaluate_model(pipe, EvalSettings(scenes=4, clip_seconds=1.0, long_streams=0, change_streams=1,
                                           change_before=1.0, change_after=1.5, change_delay=0.5), "random")
     assert r["adherence"]["all"]["value"] < 0.5 and r["change"]["cat_after"]["value"] < 0.5
+
+
+def test_edit_measurements_on_known_answers():
+    from streamdit.evaluation.edit_scores import background_psnr, dilate, edit_sources
+
+    m = torch.zeros(1, 8, 8, dtype=torch.bool)
+    m[0, 4, 4] = True
+    assert dilate(m, 1).sum() == 9 and dilate(m, 0).sum() == 1
+    src = torch.full((1, 8, 8, 3), 0.5)
+    out = src.clone()
+    out[0, 4, 4] = 0.0  # a wrong pixel inside the mask does not count
+    assert background_psnr(out, src, ~dilate(m, 1)) == pytest.approx(100.0)
+    out[0, 0, 0] += 0.1  # one off pixel in 55 kept ones: MSE 0.01 / 55
+    assert background_psnr(out, src, ~dilate(m, 1)) == pytest.approx(10 * math.log10(5500.0), rel=1e-4)
+    s = edit_sources(2, 1.0, 16.0, (64, 64))
+    assert [x["scene"] for x in s] == [("pig", "walking left", "grass"), ("pig", "walking right", "grass")]
+    assert s[0]["frames"].shape == (16, 64, 64, 3) and s[0]["masks"].any()
+
+
+def test_edit_sweep_runs_and_plots(tiny_bundle, tmp_path):
+    from streamdit.evaluation.edit_scores import edit_markdown, edit_scores, edit_sources, plot_sweep
+    from streamdit.pipeline import Pipeline
+
+    b = tiny_bundle
+    bundle = type(b)(b.model, b.config, b.text_encoder, b.codec,
+                     type(b.defaults)(**{**b.defaults.__dict__, "width": 32, "height": 32}), b.meta)
+    pipe = Pipeline(bundle, torch.device("cpu"), torch.float32)
+    rows = edit_scores(pipe, [0.25, 1.0], edit_sources(2, 1.0, 8.0, (32, 32)))
+    assert [r["strength"] for r in rows] == [0.25, 1.0]
+    # a random model barely changes the source at the lowest strength and replaces it at strength 1
+    assert rows[0]["background_psnr"] > rows[1]["background_psnr"] + 3
+    assert "| 0.250 |" in edit_markdown(rows, "tiny", 2, 1.0)
+    png = tmp_path / "sweep.png"
+    assert plot_sweep(rows, png) and png.read_bytes()[:4] == b"\x89PNG"
