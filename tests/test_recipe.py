@@ -52,3 +52,23 @@ def test_quick_recipe_exports_student_teacher_and_baselines_that_stream(tmp_path
         d = pipe.bundle.defaults
         assert (d.ref_frames, d.buffer_frames // d.chunk_frames, d.chunk_frames) == partition
         assert pipe.stream("a cat jumping on snow").take(40).shape == (40, 64, 64, 3)
+
+
+def test_cache_with_sprite_masks_feeds_a_weighted_teacher_loss(tmp_path):
+    from streamdit.partition import Schedule
+    from streamdit.train.flow import flow_matching_loss
+    from streamdit.train.recipe import build_teacher, stage_autoencoder, stage_cache
+
+    recipe = ToyRecipe.quick(str(tmp_path / "run"))
+    recipe.sprite_weight_flow = 4.0
+    (tmp_path / "run").mkdir()
+    codec = stage_autoencoder(recipe)
+    cache = stage_cache(recipe, codec)
+    masks = cache["masks"]
+    assert masks.shape == (8, 24, 16, 16) and masks.dtype == torch.bool
+    assert 0.002 < masks.float().mean() < 0.2  # sprites cover a few percent of the cells (some clips are empty)
+    batch = LatentClips(cache, 2, 16, lambda scene, rng: "a pig walking right on grass")(0, torch.Generator())
+    assert batch["masks"].shape == (2, 16, 16, 16)
+    model, _ = build_teacher(recipe, codec)
+    loss, _ = flow_matching_loss(model, batch, recipe.mix, Schedule(1.0), torch.Generator(), 0.1, 4.0)
+    assert torch.isfinite(loss)

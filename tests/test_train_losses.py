@@ -62,6 +62,18 @@ def test_flow_loss_builds_the_noisy_buffer_and_excludes_references():
     eps = torch.randn((3, 2, 6, 2, 2), generator=g2)
     target = (eps - x0[:, :, 1:])[:, :, 2:]
     torch.testing.assert_close(loss, target.pow(2).mean())
+    # sprite weighting: masks of the denoised frames (plus a one-cell border) weigh 1 + w
+    masks = torch.zeros(3, 7, 2, 2, dtype=torch.bool)
+    masks[0, 6, 0, 0] = True  # the last frame of sample 0; frame 0 (unused) is ignored
+    masks[1, 0, 1, 1] = True
+    loss_w, _ = flow_matching_loss(model, {"latents": x0, "context": ["a pig"] * 3, "masks": masks}, mix,
+                                   Schedule(3.0), torch.Generator().manual_seed(1), text_dropout=0.0,
+                                   sprite_weight=9.0)
+    w = torch.ones(3, 1, 4, 2, 2)
+    w[0, :, 3] = 10.0  # the 3x3 neighbourhood of (0, 0) covers the whole 2x2 frame
+    torch.testing.assert_close(loss_w, (target.pow(2) * w).sum() / (w.sum() * 2))
+    with pytest.raises(ValueError, match="needs sprite masks"):
+        flow_matching_loss(model, {"latents": x0, "context": ["a pig"] * 3}, mix, Schedule(3.0), g, 0.0, 9.0)
 
 
 def test_text_dropout_empties_some_prompts():

@@ -74,9 +74,18 @@ class TextConditionedDiT(nn.Module):
         return self.dit(x, t, context)
 
 
+def sprite_weights(masks: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per latent cell loss weights [B, 1, T, h, w]: 1 + weight on sprite cells grown by one cell (edges)."""
+    m = torch.nn.functional.max_pool2d(masks.flatten(0, 1)[:, None].float(), 3, stride=1, padding=1)
+    return (1 + weight * m).unflatten(0, masks.shape[:2]).transpose(1, 2)
+
+
 def flow_matching_loss(model: nn.Module, batch: dict, mix: PartitionMix, schedule: Schedule,
-                       generator: torch.Generator, text_dropout: float = 0.1) -> tuple[torch.Tensor, dict]:
-    """batch: latents [B, C, K_max + F, h, w] (clean), context (prompts or embeddings [B, L, D]).
+                       generator: torch.Generator, text_dropout: float = 0.1,
+                       sprite_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """batch: latents [B, C, K_max + F, h, w] (clean), context (prompts or embeddings [B, L, D]), optionally
+    masks [B, K_max + F, h, w] (sprite cells): with sprite_weight > 0 they weigh 1 + sprite_weight in the
+    loss, because sprites cover a few percent of the frame and would otherwise be learnt last.
 
     Uses the last K + F frames, K drawn from the mix for the whole batch.
     """
@@ -95,7 +104,13 @@ def flow_matching_loss(model: nn.Module, batch: dict, mix: PartitionMix, schedul
     context = _drop_text(batch["context"], text_dropout, generator)
     pred = model(x, (sigma * 1000).float().to(x0.device), context)
     err = (pred.float() - (eps - x0)).pow(2)[:, :, k:]  # reference frames are not in the loss
-    loss = err.mean()
+    if sprite_weight > 0:
+        if "masks" not in batch:
+            raise ValueError("sprite_weight > 0 needs sprite masks in the batch (a latent cache built with masks)")
+        w = sprite_weights(batch["masks"][:, batch["masks"].shape[1] - f:], sprite_weight).to(err)
+        loss = (err * w).sum() / (w.sum() * err.shape[1])
+    else:
+        loss = err.mean()
     with torch.no_grad():
         per_c = {f"loss_c{c}": err[chunks == c].mean().item() for c in mix.chunk_sizes if bool((chunks == c).any())}
     return loss, {"refs": float(k), **per_c}

@@ -64,6 +64,7 @@ class ToyRecipe:
     distill_batch: int = 8
     distill_lr: float = 1e-4
     uniform_fraction: float = 0.25
+    sprite_weight_flow: float = 0.0  # > 0: sprite cells weigh 1 + this in the teacher's loss (cache with masks)
     variant: str = "streamdit"  # or a baseline: "diagonal", "extension"
     codec_from: str | None = None  # take the autoencoder from this checkpoint instead of training one
 
@@ -116,10 +117,12 @@ def random_specs(count: int, recipe: ToyRecipe, g: torch.Generator) -> list[Clip
     return specs
 
 
-def render_specs(specs: list[ClipSpec], frames: int, size: int) -> torch.Tensor:
-    return render_batch([s.before for s in specs], frames, [s.seed for s in specs], size,
-                        switch_to=[s.after if s.switch < frames else None for s in specs],
-                        switch_at=[s.switch if s.switch < frames else None for s in specs]).frames
+def render_specs(specs: list[ClipSpec], frames: int, size: int, masks: bool = False):
+    """The clips' frames [b, T, H, W, 3], with masks: (frames, sprite masks [b, T, H, W])."""
+    out = render_batch([s.before for s in specs], frames, [s.seed for s in specs], size,
+                       switch_to=[s.after if s.switch < frames else None for s in specs],
+                       switch_at=[s.switch if s.switch < frames else None for s in specs], truth=masks)
+    return (out.frames, torch.stack([t.masks for t in out.truth])) if masks else out.frames
 
 
 def caption(scene, rng: random.Random) -> str:
@@ -172,7 +175,8 @@ def stage_cache(recipe: ToyRecipe, codec: AutoencoderCodec) -> dict:
     g = torch.Generator().manual_seed(recipe.seed + 1)
     specs = random_specs(recipe.cache_clips, recipe, g)
     cache = build_latent_cache(codec, specs, recipe.clip_frames, recipe.size,
-                               lambda part, frames, size: render_specs(part, frames, size))
+                               lambda part, frames, size: render_specs(part, frames, size,
+                                                                       masks=recipe.sprite_weight_flow > 0))
     tmp = path.with_suffix(".tmp")
     torch.save(cache, str(tmp))
     tmp.replace(path)
@@ -260,7 +264,7 @@ def stage_teacher(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, probe
     schedule = Schedule(1.0)
 
     def loss_fn(m, batch, g):
-        return flow_matching_loss(m, batch, recipe.mix, schedule, g, recipe.text_dropout)
+        return flow_matching_loss(m, batch, recipe.mix, schedule, g, recipe.text_dropout, recipe.sprite_weight_flow)
 
     probe = partial(probe_adherence, recipe=recipe, codec=codec, micro_steps=recipe.teacher_partition.micro_steps,
                     cfg_scale=recipe.cfg_scale)

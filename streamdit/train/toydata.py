@@ -28,17 +28,30 @@ class ClipSpec:
 
 @torch.no_grad()
 def build_latent_cache(codec: AutoencoderCodec, specs: list[ClipSpec], frames: int, size: int,
-                       render: Callable[[list[ClipSpec], int, int], torch.Tensor], batch: int = 16) -> dict:
-    """Render and encode every clip: latents float16 [n, C, T, h, w] plus the clip specs."""
-    out = []
+                       render: Callable, batch: int = 16) -> dict:
+    """Render and encode every clip: latents float16 [n, C, T, h, w] plus the clip specs.
+
+    render(specs, frames, size) returns the video [b, T, H, W, 3], or (video, sprite masks [b, T, H, W]);
+    with masks the cache also holds them at the latent grid ("masks" [n, T, h, w] bool: a cell is sprite
+    if any of its pixels is).
+    """
+    out, masks = [], []
     with Progress(len(specs), desc="latent cache", unit="clip") as bar:
         for i in range(0, len(specs), batch):
             part = specs[i:i + batch]
             video = render(part, frames, size)  # [b, T, H, W, 3]
+            if isinstance(video, tuple):
+                video, mask = video
+                f = codec.spatial_factor
+                masks.append(torch.nn.functional.max_pool2d(mask.flatten(0, 1)[:, None].float(), f)[:, 0]
+                             .unflatten(0, (len(part), frames)) > 0)
             flat = codec.to_latent(video.flatten(0, 1))  # [C, b T, h, w]
             out.append(flat.unflatten(1, (len(part), frames)).permute(1, 0, 2, 3, 4).half())
             bar.update(len(part))
-    return {"latents": torch.cat(out), "specs": [vars(s) for s in specs], "frames": frames, "size": size}
+    cache = {"latents": torch.cat(out), "specs": [vars(s) for s in specs], "frames": frames, "size": size}
+    if masks:
+        cache["masks"] = torch.cat(masks)
+    return cache
 
 
 class LatentClips:
@@ -46,6 +59,7 @@ class LatentClips:
 
     def __init__(self, cache: dict, batch_size: int, frames: int, caption: Callable[[Scene, random.Random], str]):
         self.latents = cache["latents"]
+        self.masks = cache.get("masks")  # [n, T, h, w] sprite cells, when the cache has them
         self.specs = [ClipSpec(**{**s, "before": tuple(s["before"]), "after": tuple(s["after"])})
                       for s in cache["specs"]]
         self.batch_size, self.frames, self.caption = batch_size, frames, caption
@@ -57,10 +71,15 @@ class LatentClips:
         idx = torch.randint(n, (self.batch_size,), generator=generator).tolist()
         off = torch.randint(t - self.frames + 1, (self.batch_size,), generator=generator).tolist()
         words = random.Random(int(torch.randint(2**31, (1,), generator=generator)))
-        latents, captions = [], []
+        latents, captions, masks = [], [], []
         for i, o in zip(idx, off):
             latents.append(self.latents[i, :, o:o + self.frames])
+            if self.masks is not None:
+                masks.append(self.masks[i, o:o + self.frames])
             spec = self.specs[i]
             newest = o + self.frames - 1
             captions.append(self.caption(spec.after if newest >= spec.switch else spec.before, words))
-        return {"latents": torch.stack(latents).float(), "context": captions}
+        batch = {"latents": torch.stack(latents).float(), "context": captions}
+        if masks:
+            batch["masks"] = torch.stack(masks)
+        return batch
