@@ -143,7 +143,7 @@ def long_streams(pipe, s: EvalSettings, bar: Progress | None = None) -> dict:
         out[part] = {"animal": rate(sum(x["animal"] for x in w), frames),
                      "background": rate(sum(x["background"] for x in w), frames),
                      "motion": rate(sum(x["motion"] for x in w), pieces),
-                     "speed": sum(x["speed"] for x in w) / len(w)}
+                     "speed": sum(x["speed"] for x in w) / max(len(w), 1)}
     out["streams"] = streams
     return out
 
