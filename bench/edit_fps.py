@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -20,6 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import machine_record  # noqa: E402
 from streamdit.pipeline import Pipeline  # noqa: E402
 from streamdit.toyworld import eval_seed, render_clip  # noqa: E402
 
@@ -52,9 +51,7 @@ def main() -> None:
     d = pipe.bundle.defaults
     frames = int(args.seconds * d.fps)
     source, _ = render_clip(("pig", "walking right", "grass"), frames, eval_seed(400_000), (d.height, d.width))
-    record = {"model": str(args.model or "default"), "describe": pipe.describe(), "device": args.device,
-              "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-              "cores": os.cpu_count(), "torch": torch.__version__, "video_fps": d.fps, "frames": frames, "runs": {}}
+    record = machine_record(args, pipe, frames)
     for live in (False, True):
         for strength in (float(s) for s in args.strengths.split(",")):
             runs = [run_once(pipe, source, strength, seed=i, live=live) for i in range(args.repeats)]

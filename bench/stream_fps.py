@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import machine_record  # noqa: E402
 from streamdit.pipeline import Pipeline  # noqa: E402
 
 
@@ -49,9 +48,7 @@ def main() -> None:
         pipe = Pipeline.load(args.model, device=args.device)
     d = pipe.bundle.defaults
     frames = int(args.seconds * d.fps)
-    record = {"model": str(args.model or "default"), "describe": pipe.describe(), "device": args.device,
-              "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-              "cores": os.cpu_count(), "torch": torch.__version__, "video_fps": d.fps, "frames": frames, "runs": {}}
+    record = machine_record(args, pipe, frames)
     for cold in ("uniform", "noise"):
         runs = [run_once(pipe, frames, cold, seed=i) for i in range(args.repeats)]
         record["runs"][cold] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}

@@ -101,24 +101,24 @@ class Pipeline:
                cfg_scale: float = 1.0, negative_prompt: str = "", transition_seconds: float = 0.0,
                cold_start: str = "uniform") -> Stream:
         """Open a stream. Unset settings come from the model's defaults; errors say which values work."""
+        config = self._config(seed, width, height, fps, buffer_frames, chunk_frames, micro_steps, ref_frames, shift,
+                              cold_start)
+        return self._open(Stream, config, prompt, cfg_scale, negative_prompt, transition_seconds)
+
+    def _config(self, seed: int = 0, width: int | None = None, height: int | None = None, fps: float | None = None,
+                buffer_frames: int | None = None, chunk_frames: int | None = None, micro_steps: int | None = None,
+                ref_frames: int | None = None, shift: float | None = None, cold_start: str = "uniform") -> StreamConfig:
         d = self.bundle.defaults
         partition = Partition.from_buffer(buffer_frames or d.buffer_frames, chunk_frames or d.chunk_frames,
                                           micro_steps=micro_steps or d.micro_steps,
                                           ref_frames=d.ref_frames if ref_frames is None else ref_frames)
         fps = float(fps or d.fps)
-        config = StreamConfig(partition=partition, height=height or d.height, width=width or d.width, fps=fps,
-                              shift=d.shift if shift is None else shift, seed=int(seed), cold_start=cold_start)
-        track = PromptTrack.from_text(prompt, fps, transition_frames=transition_seconds * fps)
-        text = EmbeddingCache(self.bundle.text_encoder)
-        for _, p in track.events + [(0.0, negative_prompt)]:
-            text.get(p)  # unknown words fail here, before any frame is made
-        denoise = ModelDenoiser(self.bundle.model, text, cfg_scale, negative_prompt, self.dtype)
-        stream = Stream(denoise, self.bundle.codec, config, track, device=self.device)
-        stream.check_prompt = text.get
-        return stream
+        return StreamConfig(partition=partition, height=height or d.height, width=width or d.width, fps=fps,
+                            shift=d.shift if shift is None else shift, seed=int(seed), cold_start=cold_start)
 
     def edit(self, source, prompt: str, *, strength: float = 0.6, seed: int = 0, lookahead: bool | None = None,
-             fps: float | None = None, **kw):
+             fps: float | None = None, cfg_scale: float = 1.0, negative_prompt: str = "",
+             transition_seconds: float = 0.0, **kw) -> Stream:
         """Open an edit stream: the source's frames (a FrameSource, a video path, or frames [T, H, W, 3])
         edited toward the prompt (or schedule). Other settings as in stream()."""
         from .edit import EditStream
@@ -129,10 +129,20 @@ class Pipeline:
                 source = FrameSource.from_path(source)
             else:
                 source = FrameSource.from_frames(source, fps or self.bundle.defaults.fps)
-        base = self.stream(prompt, seed=seed, fps=fps or source.fps, **kw)
-        stream = EditStream(base.denoise, self.bundle.codec, base.config, base.prompts, source, strength,
-                            lookahead=lookahead, device=self.device)
-        stream.check_prompt = base.check_prompt
+        config = self._config(seed=seed, fps=fps or source.fps, **kw)
+        return self._open(EditStream, config, prompt, cfg_scale, negative_prompt, transition_seconds,
+                          source=source, strength=strength, lookahead=lookahead)
+
+    def _open(self, cls, config: StreamConfig, prompt: str, cfg_scale: float, negative_prompt: str,
+              transition_seconds: float, **extra) -> Stream:
+        """The prompt track, the text cache (unknown words fail here, before any frame) and the denoiser."""
+        track = PromptTrack.from_text(prompt, config.fps, transition_frames=transition_seconds * config.fps)
+        text = EmbeddingCache(self.bundle.text_encoder)
+        for _, p in track.events + [(0.0, negative_prompt)]:
+            text.get(p)
+        denoise = ModelDenoiser(self.bundle.model, text, cfg_scale, negative_prompt, self.dtype)
+        stream = cls(denoise, self.bundle.codec, config, track, device=self.device, **extra)
+        stream.check_prompt = text.get
         return stream
 
     def describe(self) -> str:
