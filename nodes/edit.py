@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..streamdit.sources import FrameSource
 from . import host, registry
-from .prompts import check_text_source
+from .prompts import text_identity, text_pipeline
 from .sampler import FRAMES_TYPE, StreamRun
 
 PACK = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ class StreamDiTVideoEdit:
 
     def edit(self, model, prompt, source_video, strength, seed, fps, images=None, settings=None, unique_id=None,
              graph=None, extra_pnginfo=None):
-        check_text_source(model, prompt)
+        pipe = text_pipeline(model, prompt)
         if source_video == IMAGES:
             if images is None:
                 raise ValueError(f"source_video is {IMAGES!r} but nothing is connected to images: connect an IMAGE "
@@ -83,11 +83,11 @@ class StreamDiTVideoEdit:
         kw = {}
         if settings is not None:
             kw = {k: v for k, v in settings.stream_kwargs().items() if k not in ("seed", "fps", "cold_start")}
-        stream = model.pipeline.edit(source, prompt.schedule, strength=float(strength), seed=int(seed),
+        stream = pipe.edit(source, prompt.schedule, strength=float(strength), seed=int(seed),
                                      cfg_scale=prompt.cfg, negative_prompt=prompt.negative_prompt,
                                      transition_seconds=prompt.transition_seconds, **kw)
         key = registry.stream_key(f"edit-{unique_id}", unique_id)
-        entry = registry.Entry(key, stream, (model.identity, "edit", source_video, strength, seed), prompt.schedule)
+        entry = registry.Entry(key, stream, (model.identity, "edit", source_video, strength, seed, text_identity(prompt)), prompt.schedule)
         registry.put(entry)
         entry.runs += 1
         frames = source.length or 10**9  # an unknown length ends with the source

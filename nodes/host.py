@@ -122,6 +122,31 @@ def model_path(name: str) -> str | None:
     return None
 
 
+DECODER_FOLDERS = ("vae", "vae_approx")  # the Wan 2.1 VAE and TAEHV (taew2_1), where ComfyUI users keep them
+
+
+def decoder_files() -> list[str]:
+    """'<folder>/<name>' for every weights file in ComfyUI's vae and vae_approx folders."""
+    if folder_paths is None:
+        return []
+    out: list[str] = []
+    for kind in DECODER_FOLDERS:
+        try:
+            found = folder_paths.get_filename_list(kind)
+        except Exception:
+            continue
+        out += [f"{kind}/{n}" for n in found if n.endswith((".safetensors", ".pth", ".pt"))]
+    return out
+
+
+def decoder_path(choice: str) -> str | None:
+    kind, _, name = choice.partition("/")
+    if folder_paths is None or kind not in DECODER_FOLDERS or not name:
+        return None
+    path = folder_paths.get_full_path(kind, name)
+    return path if path and os.path.isfile(path) else None
+
+
 def model_folder_paths() -> list[str]:
     out: list[str] = []
     for kind in model_folders():

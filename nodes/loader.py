@@ -14,6 +14,7 @@ from . import host
 
 EMBEDDED = "streamdit-toy (embedded)"
 EMBEDDED_TEACHER = "streamdit-toy-teacher (embedded; 4 micro steps, set cfg 3)"
+OWN_CODEC = "model's own codec"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -25,6 +26,12 @@ class LoadedModel:
     name: str
     identity: tuple  # (path, mtime, device, dtype): streams are only continued on the same model
     attention: str
+
+    @property
+    def text_dims(self) -> tuple[int, int]:
+        """(text_len, text_dim) of the embeddings the model reads."""
+        c = self.pipeline.bundle.config
+        return c.text_len, c.text_dim
 
     @property
     def has_own_text_encoder(self) -> bool:
@@ -82,7 +89,9 @@ def missing_model_message(name: str) -> str:
 class StreamDiTModelLoader:
     DESCRIPTION = ("Loads a StreamDiT video model. The embedded default is a small toy model that ships with the "
                    "pack and runs on a CPU; other checkpoints are read from models/streamdit and "
-                   "models/diffusion_models.")
+                   "models/diffusion_models, including Wan 2.1 text-to-video files (any layout: ComfyUI, original, "
+                   "fp8 scaled), which need a decoder from models/vae (wan_2.1_vae) or models/vae_approx (taew2_1) "
+                   "and a umT5 CLIP on the Prompt Schedule node.")
     CATEGORY = "StreamDiT"
     RETURN_TYPES = ("STREAMDIT_MODEL",)
     RETURN_NAMES = ("model",)
@@ -109,16 +118,25 @@ class StreamDiTModelLoader:
                     "default": "auto",
                     "tooltip": "Attention kernel. auto picks the fastest one available; the list only shows "
                                "kernels that work here (xformers appears when it is installed)."}),
+                "decoder": ([OWN_CODEC] + host.decoder_files(), {
+                    "default": OWN_CODEC,
+                    "tooltip": "How latents become frames. The model's own codec for StreamDiT checkpoints (the toy "
+                               "model); for Wan 2.1 files the full Wan 2.1 VAE (models/vae/wan_2.1_vae.safetensors, "
+                               "best quality) or TAEHV (models/vae_approx/"
+                               "taew2_1.safetensors, several times faster, for live previews)."}),
             }
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, model):
-        if model in (EMBEDDED, EMBEDDED_TEACHER) or host.model_path(model) is not None:
-            return True
-        return missing_model_message(model)
+    def VALIDATE_INPUTS(cls, model, decoder=OWN_CODEC):
+        if model not in (EMBEDDED, EMBEDDED_TEACHER) and host.model_path(model) is None:
+            return missing_model_message(model)
+        if decoder not in (None, OWN_CODEC) and host.decoder_path(decoder) is None:
+            return (f"decoder file {decoder!r} was not found; put wan_2.1_vae.safetensors into models/vae or "
+                    f"taew2_1.safetensors into models/vae_approx and press Refresh, or choose {OWN_CODEC!r}")
+        return True
 
-    def load(self, model: str, device: str, dtype: str, attention: str):
+    def load(self, model: str, device: str, dtype: str, attention: str, decoder: str = OWN_CODEC):
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         if model == EMBEDDED:
@@ -131,15 +149,20 @@ class StreamDiTModelLoader:
             if path is None:
                 raise FileNotFoundError(missing_model_message(model))
             source = path
+        decoder_file = None
+        if decoder != OWN_CODEC:
+            decoder_file = host.decoder_path(decoder)
+            if decoder_file is None:
+                raise FileNotFoundError(f"decoder file {decoder!r} was not found in models/vae or models/vae_approx")
         mtime = os.path.getmtime(source) if os.path.isfile(source) else 0.0
-        identity = (source, mtime, dev, str(dt))
+        identity = (source, mtime, dev, str(dt), decoder_file)
         with _cache_lock:
             pipe = _cache.get(identity)
             if pipe is None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # the random-fallback warning: the description says it
-                    pipe = Pipeline.load(None if model == EMBEDDED else source, device=dev, dtype=dt,
-                                         attention_backend=attention)
+                    pipe = Pipeline.load(None if model == EMBEDDED and decoder_file is None else source,
+                                         decoder=decoder_file, device=dev, dtype=dt, attention_backend=attention)
                 _cache[identity] = pipe
         loaded = LoadedModel(pipe, model, identity, attention)
         host.log.info("streamdit: %s", loaded.describe())

@@ -1,10 +1,14 @@
 """StreamDiT Prompt Schedule: "time: prompt" lines, transitions, negative prompt, CFG, optional CLIP."""
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ..streamdit.prompts import parse_schedule
+from ..streamdit.text import ExternalTextEncoder
 
 EXAMPLE = "0s: a pig walking right on grass\n4s: a cat walking right on grass"
 
@@ -24,21 +28,68 @@ class TextSourceError(ValueError):
     pass
 
 
-def check_text_source(model, spec: PromptSpec) -> None:
-    """Where the model's text embeddings come from; the hook for ComfyUI-encoded conditioning.
+def clip_embeddings(clip, prompt: str) -> torch.Tensor:
+    """One prompt through a ComfyUI CLIP: the cond tensor [tokens, dim] of its CONDITIONING.
 
-    Models with their own encoder (the toy model) read the prompt text themselves, so a CLIP is a mistake.
-    Models without one (Wan 2.1) will take it from the CLIP input in a later release.
+    With umT5 ComfyUI pads to 512 tokens and zeroes the padded rows, which is how Wan pads its own T5 output.
+    """
+    tokens = clip.tokenize(prompt)
+    if hasattr(clip, "encode_from_tokens_scheduled"):  # current hosts: [[cond [1, L, D], {...}], ...]
+        cond = clip.encode_from_tokens_scheduled(tokens)[0][0]
+    else:  # older hosts
+        cond = clip.encode_from_tokens(tokens)
+        cond = cond[0] if isinstance(cond, tuple) else cond
+    return cond[0].float().cpu()
+
+
+_clip_encoders: OrderedDict[int, tuple[Any, tuple[int, int], ExternalTextEncoder]] = OrderedDict()
+
+
+def clip_text_encoder(clip, text_len: int, text_dim: int) -> ExternalTextEncoder:
+    """A text encoder over a ComfyUI CLIP, with its embeddings cached per prompt (also across streams)."""
+    key = id(clip)
+    hit = _clip_encoders.get(key)
+    if hit is not None and hit[0] is clip and hit[1] == (text_len, text_dim):
+        _clip_encoders.move_to_end(key)
+        return hit[2]
+    cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def embed(prompt: str) -> torch.Tensor:
+        if prompt not in cache:
+            cache[prompt] = clip_embeddings(clip, prompt)
+            while len(cache) > 64:
+                cache.popitem(last=False)
+        cache.move_to_end(prompt)
+        return cache[prompt]
+
+    name = f"ComfyUI CLIP {type(getattr(clip, 'cond_stage_model', clip)).__name__}"
+    encoder = ExternalTextEncoder(embed, text_dim, text_len, name)
+    _clip_encoders[key] = (clip, (text_len, text_dim), encoder)
+    while len(_clip_encoders) > 4:
+        _clip_encoders.popitem(last=False)
+    return encoder
+
+
+def text_pipeline(model, spec: PromptSpec):
+    """The pipeline to stream with: the model's own text encoder, or the CLIP connected to the prompt node.
+
+    Models with their own encoder (the toy model) read the prompt text themselves, so a CLIP is a mistake;
+    models without one (Wan 2.1) need a umT5 CLIP.
     """
     if spec.clip is not None and model.has_own_text_encoder:
         raise TextSourceError(f"this model ({model.name}) has its own text encoder; disconnect the CLIP input of "
                               "the StreamDiT Prompt Schedule node")
-    if spec.clip is not None:
-        raise NotImplementedError("conditioning from a ComfyUI CLIP comes with the Wan 2.1 models; this release "
-                                  "streams with models that have their own text encoder")
-    if not model.has_own_text_encoder:
-        raise TextSourceError(f"this model ({model.name}) has no text encoder of its own; connect a CLIP to the "
-                              "StreamDiT Prompt Schedule node")
+    if model.has_own_text_encoder:
+        return model.pipeline
+    if spec.clip is None:
+        raise TextSourceError(f"this model ({model.name}) has no text encoder of its own; load a umT5 text encoder "
+                              "with Load CLIP (type 'wan') and connect it to the StreamDiT Prompt Schedule node")
+    return model.pipeline.with_text_encoder(clip_text_encoder(spec.clip, *model.text_dims))
+
+
+def text_identity(spec: PromptSpec) -> int | None:
+    """Which text encoder a stream was made with (a different CLIP starts a new stream)."""
+    return None if spec.clip is None else id(spec.clip)
 
 
 class StreamDiTPromptSchedule:
@@ -67,8 +118,9 @@ class StreamDiTPromptSchedule:
                         "the prompt more closely at twice the cost."}),
             },
             "optional": {
-                "clip": ("CLIP", {"tooltip": "Only for models whose text encoder comes from ComfyUI (Wan 2.1, in a "
-                                  "later release). Leave it unconnected for the embedded toy model."}),
+                "clip": ("CLIP", {"tooltip": "For models whose text encoder comes from ComfyUI: Wan 2.1 needs umT5 "
+                                  "(Load CLIP, type 'wan', umt5_xxl_fp8_e4m3fn_scaled.safetensors). Leave it "
+                                  "unconnected for the embedded toy model."}),
             },
         }
 

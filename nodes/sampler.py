@@ -23,7 +23,7 @@ import torch
 
 from ..streamdit.video_io import to_uint8
 from . import host, registry
-from .prompts import check_text_source
+from .prompts import text_identity, text_pipeline
 from .settings import check_size_for_model
 
 FRAMES_TYPE = "STREAMDIT_FRAMES"
@@ -237,16 +237,16 @@ class StreamDiTSampler:
 
     def sample(self, model, settings, prompt, seconds, stream_id, reset, unique_id=None, graph=None,
                extra_pnginfo=None):
-        check_text_source(model, prompt)
+        pipe = text_pipeline(model, prompt)
         frames = max(1, round(float(seconds) * settings.fps))
         key = registry.stream_key(stream_id, unique_id)
-        fingerprint = (model.identity, settings.fingerprint())
+        fingerprint = (model.identity, settings.fingerprint(), text_identity(prompt))
         entry = registry.get(key)
         new = bool(reset) or entry is None or entry.fingerprint != fingerprint
         if new:
             bundle = model.pipeline.bundle
             check_size_for_model(settings, bundle.codec.spatial_factor, tuple(bundle.config.patch_size))
-            stream = model.pipeline.stream(prompt.schedule, cfg_scale=prompt.cfg,
+            stream = pipe.stream(prompt.schedule, cfg_scale=prompt.cfg,
                                            negative_prompt=prompt.negative_prompt,
                                            transition_seconds=prompt.transition_seconds, **settings.stream_kwargs())
             entry = registry.Entry(key, stream, fingerprint, prompt.schedule)

@@ -98,13 +98,13 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "wan2.1-t2v-1.3b", _wan(1536, 8960, 12, 30),
-            StreamDefaults(width=832, height=480, fps=16.0, codec={"kind": "wan21-vae"},
+            StreamDefaults(width=832, height=480, fps=16.0, codec={"kind": "wan2.1-vae"},
                            buffer_frames=16, chunk_frames=2, micro_steps=1, shift=5.0),
             "Wan 2.1 text-to-video 1.3B",
         ),
         Preset(
             "wan2.1-t2v-14b", _wan(5120, 13824, 40, 40),
-            StreamDefaults(width=832, height=480, fps=16.0, codec={"kind": "wan21-vae"},
+            StreamDefaults(width=832, height=480, fps=16.0, codec={"kind": "wan2.1-vae"},
                            buffer_frames=16, chunk_frames=2, micro_steps=1, shift=5.0),
             "Wan 2.1 text-to-video 14B",
         ),

@@ -16,7 +16,8 @@ from .denoiser import EmbeddingCache, ModelDenoiser
 from .partition import Partition
 from .prompts import PromptTrack
 from .stream import Stream, StreamConfig
-from .text import ToyTextEncoder
+from .text import TextEncoder, ToyTextEncoder, hashed_text_encoder
+from .wan.loading import is_streamdit_file, load_wan_bundle
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "streamdit-toy.safetensors"
 DEFAULT_TEACHER = DEFAULT_MODEL.with_name("streamdit-toy-teacher.safetensors")
@@ -51,10 +52,13 @@ def random_bundle(preset: str = "toy", seed: int = 0) -> Bundle:
     if hasattr(model, "init_weights"):
         model.init_weights(seed)
     try:
-        codec = build_codec(p.stream.codec)
-    except ValueError:  # e.g. the Wan VAE, which is not built in
+        codec = build_codec(p.stream.codec)  # the Wan presets get a full-size random Wan 2.1 VAE
+    except ValueError:  # a codec kind without a built-in implementation
         codec = None
-    text = ToyTextEncoder(toy_vocabulary(), p.model.text_dim, p.model.text_len) if preset == "toy" else None
+    if preset == "toy":
+        text = ToyTextEncoder(toy_vocabulary(), p.model.text_dim, p.model.text_len)
+    else:  # large presets read external embeddings (umT5 for Wan); random ones stand in for them here
+        text = hashed_text_encoder(p.model.text_dim, p.model.text_len)
     return Bundle(model.eval(), p.model, text, codec, p.stream, {"untrained": True, "preset": preset})
 
 
@@ -67,10 +71,12 @@ class Pipeline:
     dtype: torch.dtype
 
     @classmethod
-    def load(cls, path: str | None = None, *, device: str = "cpu", dtype: torch.dtype | None = None,
-             attention_backend: str = "auto") -> Pipeline:
+    def load(cls, path: str | None = None, *, decoder: str | None = None, device: str = "cpu",
+             dtype: torch.dtype | None = None, attention_backend: str = "auto") -> Pipeline:
         """path None loads the embedded default (or, in a checkout without it, a random toy model
-        with a warning); "random:<preset>" builds a random model of any preset."""
+        with a warning); "random:<preset>" builds a random model of any preset; a Wan 2.1 DiT file (any
+        layout) loads with `decoder` (a Wan 2.1 VAE or TAEHV file) and takes its text encoder later
+        (with_text_encoder)."""
         dev = torch.device(device)
         if path is None and default_model_path() is None:
             warnings.warn("no trained default model in this checkout: using a randomly initialised 'toy' "
@@ -82,14 +88,24 @@ class Pipeline:
             for part in (bundle.text_encoder, bundle.codec):
                 if part is not None:
                     part.to(dev)
+        elif path is not None and (decoder is not None or not is_streamdit_file(str(path))):
+            bundle = load_wan_bundle(str(path), decoder, device=dev, dtype=dtype)
         else:
             bundle = load_checkpoint(str(path or default_model_path()), device=dev, dtype=dtype)
-        if bundle.text_encoder is None or bundle.codec is None or bundle.defaults is None:
-            raise ValueError(f"model {bundle.path or path} has no built-in text encoder, codec or stream defaults; "
-                             "it needs external conditioning and a decoder (see the Wan 2.1 docs)")
+        if bundle.codec is None or bundle.defaults is None:
+            raise ValueError(f"model {bundle.path or path} has no codec or stream defaults of its own; load it with "
+                             "a decoder (decoder=..., see docs/wan.md)")
         attention.available_backends(dev)  # fail early on a device without any backend
         bundle.model.attention_backend = attention_backend
         return cls(bundle, dev, next(bundle.model.parameters()).dtype)
+
+    def with_text_encoder(self, encoder: TextEncoder) -> Pipeline:
+        """The same model with text embeddings from `encoder` (e.g. ComfyUI's umT5 for a Wan 2.1 DiT)."""
+        c = self.bundle.config
+        if (encoder.text_dim, encoder.text_len) != (c.text_dim, c.text_len):
+            raise ValueError(f"the text encoder gives [{encoder.text_len}, {encoder.text_dim}] embeddings, the model "
+                             f"reads [{c.text_len}, {c.text_dim}]")
+        return dataclasses.replace(self, bundle=dataclasses.replace(self.bundle, text_encoder=encoder))
 
     @property
     def untrained(self) -> bool:
@@ -136,6 +152,9 @@ class Pipeline:
     def _open(self, cls, config: StreamConfig, prompt: str, cfg_scale: float, negative_prompt: str,
               transition_seconds: float, **extra) -> Stream:
         """The prompt track, the text cache (unknown words fail here, before any frame) and the denoiser."""
+        if self.bundle.text_encoder is None:
+            raise ValueError(f"model {self.bundle.path} has no text encoder of its own: give it one with "
+                             "with_text_encoder (in ComfyUI: connect a umT5 CLIP to the StreamDiT Prompt Schedule)")
         track = PromptTrack.from_text(prompt, config.fps, transition_frames=transition_seconds * config.fps)
         text = EmbeddingCache(self.bundle.text_encoder)
         for _, p in track.events + [(0.0, negative_prompt)]:

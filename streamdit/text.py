@@ -76,12 +76,57 @@ class ToyTextEncoder(TextEncoder):
         return x * keep.unsqueeze(-1).to(x.dtype)
 
 
+class ExternalTextEncoder(TextEncoder):
+    """Embeddings made outside the checkpoint (ComfyUI's umT5 for Wan 2.1, or precomputed).
+
+    fn(prompt) -> [L, text_dim] (or [1, L, text_dim]) for the prompt's tokens. As Wan does with umT5 output,
+    rows past text_len are cut and the rest is zero-padded to text_len. Nothing is stored in checkpoints.
+    """
+
+    def __init__(self, fn: Callable[[str], torch.Tensor], text_dim: int, text_len: int, name: str = "external"):
+        super().__init__()
+        self.fn, self.text_dim, self.text_len, self.name = fn, int(text_dim), int(text_len), name
+
+    @property
+    def spec(self) -> dict:
+        return {"kind": "external", "name": self.name}
+
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        out = torch.zeros(len(prompts), self.text_len, self.text_dim)
+        for i, prompt in enumerate(prompts):
+            emb = torch.as_tensor(self.fn(prompt))
+            if emb.ndim == 3 and emb.shape[0] == 1:
+                emb = emb[0]
+            if emb.ndim != 2 or emb.shape[1] != self.text_dim:
+                raise ValueError(f"the text encoder ({self.name}) gave embeddings of shape {tuple(emb.shape)} for "
+                                 f"{prompt!r}; this model needs [tokens, {self.text_dim}] (for Wan 2.1: a umT5-XXL "
+                                 "encoder, e.g. umt5_xxl_fp8_e4m3fn_scaled.safetensors loaded with type 'wan')")
+            n = min(emb.shape[0], self.text_len)
+            out[i, :n] = emb[:n].float().cpu()
+        return out
+
+
+def hashed_text_encoder(text_dim: int, text_len: int) -> ExternalTextEncoder:
+    """Stand-in embeddings for untrained models (benchmarks, wiring): fixed random rows per word."""
+    import zlib
+
+    def fn(prompt: str) -> torch.Tensor:
+        words = _WORD.findall(prompt.lower())[:text_len]
+        rows = [torch.randn(text_dim, generator=torch.Generator().manual_seed(zlib.crc32(w.encode()))) for w in words]
+        return torch.stack(rows) if rows else torch.zeros(0, text_dim)
+
+    return ExternalTextEncoder(fn, text_dim, text_len, name="hashed random words")
+
+
 _ENCODERS: dict[str, Callable[..., TextEncoder]] = {"toy": ToyTextEncoder}
 
 
 def build_text_encoder(spec: dict) -> TextEncoder:
     spec = dict(spec)
     kind = spec.pop("kind", None)
+    if kind == "external":
+        raise ValueError("this checkpoint's text embeddings come from outside (e.g. umT5 for Wan 2.1); load it "
+                         "without its text encoder and pass one (Pipeline.with_text_encoder, or a CLIP in ComfyUI)")
     if kind not in _ENCODERS:
         raise ValueError(f"unknown text encoder kind {kind!r}; known kinds: {', '.join(sorted(_ENCODERS))}")
     return _ENCODERS[kind](**spec)

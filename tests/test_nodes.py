@@ -8,7 +8,7 @@ import re
 import time
 
 import pytest
-from workflow_format import ROOT, pack_input_types, ui_to_api, workflow_pairs
+from workflow_format import ROOT, graph_problems, pack_input_types, ui_to_api, workflow_pairs
 
 input_types_of = pack_input_types()
 import sys  # noqa: E402
@@ -86,9 +86,48 @@ def test_workflow_twins_are_in_sync(ui_path, api_path):
         f"{api_path.relative_to(ROOT)} is out of date; run python tests/workflow_format.py")
 
 
+@pytest.mark.parametrize("ui_path,api_path", workflow_pairs(), ids=lambda p: p.name)
+def test_bundled_workflow_graphs_validate_against_the_node_definitions(ui_path, api_path):
+    """Every workflow, including the Wan 2.1 one that CI cannot run (no weights): inputs, links, values."""
+    prompt = json.loads(api_path.read_text())
+    assert graph_problems(prompt, input_types_of) == []
+    for node in prompt.values():
+        validate = getattr(NODES.get(node["class_type"]), "VALIDATE_INPUTS", None)
+        if validate is not None and node["class_type"] != "StreamDiTModelLoader":  # files absent here
+            args = inspect.getfullargspec(validate).args[1:]
+            assert validate(**{a: node["inputs"][a] for a in args if a in node["inputs"]}) is True, node
+
+
+def test_graph_validation_finds_what_the_host_would_reject():
+    prompt = json.loads((ROOT / "workflows" / "api" / "wan2.1_1.3b_stream.json").read_text())
+    bad = json.loads(json.dumps(prompt))
+    loader = next(k for k, v in bad.items() if v["class_type"] == "StreamDiTModelLoader")
+    schedule = next(k for k, v in bad.items() if v["class_type"] == "StreamDiTPromptSchedule")
+    sampler = next(k for k, v in bad.items() if v["class_type"] == "StreamDiTSampler")
+    del bad[loader]["inputs"]["decoder"]
+    bad[schedule]["inputs"]["cfg"] = 50.0
+    bad[sampler]["inputs"]["prompt"] = [loader, 0]
+    found = graph_problems(bad, input_types_of)
+    assert any("'decoder' is missing" in p for p in found)
+    assert any("cfg: 50.0 is outside [1.0, 20.0]" in p for p in found)
+    assert any("takes STREAMDIT_PROMPT, linked to a STREAMDIT_MODEL" in p for p in found)
+
+
+def test_wan_workflow_uses_the_wan_path():
+    prompt = json.loads((ROOT / "workflows" / "api" / "wan2.1_1.3b_stream.json").read_text())
+    by_class = {v["class_type"]: v["inputs"] for v in prompt.values()}
+    assert by_class["CLIPLoader"]["type"] == "wan" and "umt5" in by_class["CLIPLoader"]["clip_name"]
+    assert by_class["StreamDiTModelLoader"]["decoder"] in ("vae_approx/taew2_1.safetensors",
+                                                           "vae/wan_2.1_vae.safetensors")
+    s = by_class["StreamDiTBufferSettings"]
+    assert (s["width"], s["height"], s["chunk_frames"], s["chunks"], s["micro_steps"]) == (832, 480, 1, 16, 2)
+    clip_link = by_class["StreamDiTPromptSchedule"]["clip"]
+    assert prompt[clip_link[0]]["class_type"] == "CLIPLoader"
+
+
 def test_bundled_workflows_exist_for_the_template_browser():
     names = {p.stem for p, _ in workflow_pairs()}
-    assert {"text_to_stream", "interactive_prompt_schedule"} <= names
+    assert {"text_to_stream", "interactive_prompt_schedule", "pig_to_cat_edit", "wan2.1_1.3b_stream"} <= names
 
 
 def test_pyproject_is_a_valid_registry_entry():

@@ -88,7 +88,7 @@ def test_streaming_decode_is_exact(tiny64, step):
     z = latents(5, dtype=torch.float64)
     whole = tiny64.decode_pixels(z)
     assert whole.shape == (3, 17, 32, 48)
-    for schedule in ([1] * 5, [1, 2, 2], [1, 4], [1, 1, 3]):
+    for schedule in ([1] * 5, [1, 2, 2], [1, 4], [1, 1, 3], [2, 3], [5]):
         dec, parts, start = tiny64.stream_decoder(step=step), [], 0
         for n in schedule:
             part = dec.decode_pixels(z[:, start:start + n])
@@ -98,9 +98,14 @@ def test_streaming_decode_is_exact(tiny64, step):
         assert (torch.cat(parts, 1) - whole).abs().max() < 1e-12, schedule
 
 
-def test_first_chunk_must_be_one_latent(tiny):
-    with pytest.raises(ValueError, match=r"exactly 1 latent frame.*temporal upsampling.*latent\[:, :1\]"):
-        tiny.stream_decoder().decode(latents(3))
+@pytest.mark.parametrize("step", [1, None])
+def test_first_chunk_of_several_latents_splits_latent_0_off(tiny64, step):
+    """A stream's first chunk holds c latents; Wan decodes latent 0 alone, so the decoder splits it off."""
+    z = latents(3, dtype=torch.float64)
+    ref = tiny64.stream_decoder(step=step)
+    expected = torch.cat([ref.decode_pixels(z[:, :1]), ref.decode_pixels(z[:, 1:])], 1)
+    got = tiny64.stream_decoder(step=step).decode_pixels(z)
+    assert got.shape[1] == 9 and torch.equal(got, expected)
 
 
 def test_decoder_state_round_trip(tiny64):

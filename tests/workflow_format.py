@@ -13,6 +13,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VIRTUAL = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}  # frontend-only nodes, absent from API prompts
+# Core nodes the bundled workflows use, as current ComfyUI declares them (nodes.py CLIPLoader, with "wan" among
+# its types since Wan 2.1 support; the tests' March-2024 host predates it). File lists are left empty: any weights file name passes.
+CORE_NODES = {
+    "CLIPLoader": ({"required": {"clip_name": ([], {}),
+                                 "type": (["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv",
+                                           "pixart", "cosmos", "lumina2", "wan", "hidream", "chroma", "ace",
+                                           "omnigen2", "qwen_image", "hunyuan_image"], {})},
+                    "optional": {"device": (["default", "cpu"], {"advanced": True})}}, ("CLIP",)),
+}
+FILE_INPUTS = {("StreamDiTModelLoader", "model"), ("StreamDiTModelLoader", "decoder"), ("CLIPLoader", "clip_name")}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 MUTED, BYPASSED = 2, 4
 
@@ -65,11 +75,62 @@ def pack_input_types() -> Callable[[str], dict]:
     mappings = sys.modules[name].NODE_CLASS_MAPPINGS
 
     def input_types_of(class_type: str) -> dict:
+        if class_type in CORE_NODES:
+            return CORE_NODES[class_type][0]
         if class_type not in mappings:
-            raise KeyError(f"workflow uses node {class_type!r}, which is not a node of this pack")
+            raise KeyError(f"workflow uses node {class_type!r}, which is neither a node of this pack nor a core node "
+                           "listed in CORE_NODES")
         return mappings[class_type].INPUT_TYPES()
 
     return input_types_of
+
+
+def return_types_of(class_type: str) -> tuple:
+    if class_type in CORE_NODES:
+        return CORE_NODES[class_type][1]
+    pack_input_types()
+    return sys.modules["ComfyUI_StreamDiT_pack"].NODE_CLASS_MAPPINGS[class_type].RETURN_TYPES
+
+
+def graph_problems(prompt: dict, input_types_of: Callable[[str], dict]) -> list[str]:
+    """What ComfyUI's validation would reject in an API prompt, checked against the node definitions: missing
+    inputs, links to missing nodes or of the wrong type, values outside a combo's choices or a number's range.
+    Combos that list files (models, decoders, text encoders) only need a weights file name."""
+    problems = []
+    for nid, node in prompt.items():
+        kind, inputs = node["class_type"], node["inputs"]
+        types = input_types_of(kind)
+        declared = {**types.get("required", {}), **types.get("optional", {})}
+        for name in types.get("required", {}):
+            if name not in inputs:
+                problems.append(f"node {nid} ({kind}): required input {name!r} is missing")
+        for name, value in inputs.items():
+            if name not in declared:
+                problems.append(f"node {nid} ({kind}): unknown input {name!r}")
+                continue
+            kind_of, opts = declared[name][0], (declared[name][1] if len(declared[name]) > 1 else {})
+            if isinstance(value, list):  # a link [origin id, slot]
+                origin = prompt.get(str(value[0]))
+                if origin is None:
+                    problems.append(f"node {nid} ({kind}).{name}: links to missing node {value[0]}")
+                    continue
+                produced = return_types_of(origin["class_type"])[value[1]]
+                if produced != kind_of:
+                    problems.append(f"node {nid} ({kind}).{name}: takes {kind_of}, linked to a {produced}")
+            elif (kind, name) in FILE_INPUTS:
+                if not (isinstance(value, str) and (value.endswith((".safetensors", ".pth", ".pt"))
+                                                    or value in (kind_of or []))):
+                    problems.append(f"node {nid} ({kind}).{name}: {value!r} is not a weights file name")
+            elif isinstance(kind_of, list):
+                if value not in kind_of:
+                    problems.append(f"node {nid} ({kind}).{name}: {value!r} is not one of {kind_of}")
+            elif kind_of in ("INT", "FLOAT"):
+                if not isinstance(value, (int, float)) or not opts.get("min", value) <= value <= opts.get("max", value):
+                    problems.append(f"node {nid} ({kind}).{name}: {value!r} is outside [{opts.get('min')}, "
+                                    f"{opts.get('max')}]")
+            elif kind_of in ("STRING", "BOOLEAN") and not isinstance(value, str if kind_of == "STRING" else bool):
+                problems.append(f"node {nid} ({kind}).{name}: {value!r} is not a {kind_of}")
+    return problems
 
 
 def workflow_pairs() -> list[tuple[Path, Path]]:

@@ -5,9 +5,9 @@ and ComfyUI's `wan_2.1_vae.safetensors` load strictly; diffusers' `AutoencoderKL
 `diffusers_to_wan`. Latents in DiT space are (mu - mean) / std with Wan's per-channel constants.
 
 Streaming is exact: the causal caches carry over between chunks, so decoding [1, k, k, ...] latent frames
-chunk by chunk equals Wan's own decode. Wan decodes latent 0 alone into one frame (no temporal upsampling),
-hence the first chunk must be exactly one latent frame; the encoder likewise takes frame 0 alone, then
-groups of 4.
+chunk by chunk equals Wan's own decode. Wan decodes latent 0 alone into one frame (no temporal upsampling
+in that call), so the stream decoder splits latent 0 off whatever first chunk it gets; the encoder likewise
+takes frame 0 alone, then groups of 4.
 """
 from __future__ import annotations
 
@@ -94,15 +94,9 @@ class WanVAECodec(Codec):
     def stream_encoder(self, step: int | None = 1) -> WanStreamEncoder:
         return WanStreamEncoder(self, step)
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Whole-clip decode, latent 0 alone first (as Wan does)."""
-        dec = self.stream_decoder()
-        return torch.cat([dec.decode(latent[:, :1]), dec.decode(latent[:, 1:])])
-
     def decode_pixels(self, latent: torch.Tensor) -> torch.Tensor:
         """Whole-clip decode to [3, T, H, W] in [-1, 1], in the codec's dtype and device (for tests/exports)."""
-        dec = self.stream_decoder()
-        return torch.cat([dec.decode_pixels(latent[:, :1]), dec.decode_pixels(latent[:, 1:])], 1)
+        return self.stream_decoder().decode_pixels(latent)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """Whole-clip encode; the clip must have 1 + 4k frames (Wan's grouping: frame 0, then fours)."""
@@ -139,13 +133,9 @@ class WanStreamDecoder(StreamDecoder):
         p = c._param()
         if n == 0:
             return p.new_zeros(3, 0, latent.shape[2] * c.spatial_factor, latent.shape[3] * c.spatial_factor)
-        if self.latents_seen == 0 and n != 1:
-            raise ValueError(
-                f"the first chunk given to the Wan VAE stream decoder must be exactly 1 latent frame, got {n}: Wan "
-                f"decodes latent 0 alone into one video frame and skips the temporal upsampling for that whole "
-                f"first call, so the other {n - 1} latent frames would lose it ({n} frames instead of "
-                f"{c.video_frames(n, True)}). Decode latent[:, :1] first, then the rest (WanVAECodec.decode does "
-                "this for whole clips)")
+        if self.latents_seen == 0 and n > 1:
+            # Wan decodes latent 0 alone (one frame, no temporal upsampling in that call): split it off.
+            return torch.cat([self.decode_pixels(latent[:, :1]), self.decode_pixels(latent[:, 1:])], 1)
         z = c.conv2(c.denormalise(latent.to(p.device, p.dtype)).unsqueeze(0))
         step = n if self.step is None else self.step
         out = [c.decoder(z[:, :, i:i + step], self.cache) for i in range(0, n, step)]

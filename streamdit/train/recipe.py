@@ -51,7 +51,7 @@ class ToyRecipe:
     clip_frames: int = 24
     transition_share: float = 0.2
     empty_share: float = 0.03
-    teacher_steps: int = 3000
+    teacher_steps: int = 2400
     batch: int = 16
     lr: float = 5e-4
     warmup: int = 200
@@ -64,7 +64,7 @@ class ToyRecipe:
     distill_batch: int = 8
     distill_lr: float = 1e-4
     uniform_fraction: float = 0.25
-    sprite_weight_flow: float = 0.0  # > 0: sprite cells weigh 1 + this in the teacher's loss (cache with masks)
+    sprite_weight_flow: float = 10.0  # sprite cells weigh 1 + this in the teacher's loss (cache with masks)
     variant: str = "streamdit"  # or a baseline: "diagonal", "extension"
     codec_from: str | None = None  # take the autoencoder from this checkpoint instead of training one
 
