@@ -87,7 +87,8 @@ class StreamDiTVideoEdit:
                                      cfg_scale=prompt.cfg, negative_prompt=prompt.negative_prompt,
                                      transition_seconds=prompt.transition_seconds, **kw)
         key = registry.stream_key(f"edit-{unique_id}", unique_id)
-        entry = registry.Entry(key, stream, (model.identity, "edit", source_video, strength, seed, text_identity(prompt)), prompt.schedule)
+        fingerprint = (model.identity, "edit", source_video, strength, seed, text_identity(prompt))
+        entry = registry.Entry(key, stream, fingerprint, prompt.schedule)
         registry.put(entry)
         entry.runs += 1
         frames = source.length or 10**9  # an unknown length ends with the source

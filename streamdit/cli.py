@@ -1,7 +1,8 @@
-"""Command line: python -m streamdit generate | demo | edit | eval | train | info."""
+"""Command line: python -m streamdit generate | demo | edit | eval | train | finetune-wan | info."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -241,6 +242,27 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_finetune_wan(args) -> int:
+    from .config import ModelConfig
+    from .train.wan_finetune import WanFinetune, run
+
+    config = ModelConfig.from_dict(json.loads(args.config)) if args.config else None
+    init = args.init
+    if args.stage == "student" and init is None and config is None:
+        init = str(Path(args.out).parent / "teacher" / "streamdit-wan-teacher.safetensors")
+    recipe = WanFinetune(data=args.data, out=args.out, stage=args.stage, init=init, config=config,
+                         steps=args.steps, lr=args.lr if args.lr is not None else (1e-5 if args.stage == "teacher"
+                                                                                  else 5e-6),
+                         batch=args.batch, precision=args.precision, checkpointing=not args.no_checkpointing,
+                         parallel=args.parallel, checkpoint_every=args.checkpoint_every,
+                         teacher_micro_steps=args.teacher_micro_steps, cfg_scale=args.cfg, chunks=args.chunks,
+                         chunk_frames=args.chunk_frames)
+    path = run(recipe)
+    if path is not None:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from .train import distributed
     from .train.recipe import ToyRecipe, run
@@ -342,6 +364,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the shipped recipe, or a baseline of the paper's comparison (teacher only)")
     t.add_argument("--codec-from", help="reuse the autoencoder of this checkpoint (e.g. the shipped model)")
     t.set_defaults(func=cmd_train)
+    w = sub.add_parser("finetune-wan", help="fine-tune a Wan 2.1 DiT into StreamDiT (teacher), or distil it "
+                                            "(student), on a folder of precomputed latents; runs under torchrun")
+    w.add_argument("--data", required=True, help="dataset folder: clips/*.safetensors with latents and context")
+    w.add_argument("--out", required=True, help="stage folder: checkpoints, log, loss curve, export")
+    w.add_argument("--stage", default="teacher", choices=["teacher", "student"])
+    w.add_argument("--init", help="teacher: the Wan 2.1 DiT file (any layout); student: the teacher export "
+                                  "(default OUT/../teacher/streamdit-wan-teacher.safetensors)")
+    w.add_argument("--config", help="JSON ModelConfig to start from random weights instead (tests)")
+    w.add_argument("--steps", type=int, default=10_000)
+    w.add_argument("--lr", type=float, help="default 1e-5 (teacher), 5e-6 (student)")
+    w.add_argument("--batch", type=int, default=1, help="clips per process and step")
+    w.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    w.add_argument("--no-checkpointing", action="store_true", help="keep activations (more memory, ~30%% faster)")
+    w.add_argument("--parallel", default="fsdp", choices=["fsdp", "ddp"], help="under torchrun")
+    w.add_argument("--checkpoint-every", type=int, default=200)
+    w.add_argument("--chunks", type=int, default=8, help="N: chunks in the buffer")
+    w.add_argument("--chunk-frames", type=int, default=2, help="c: latent frames per chunk (deployed partition)")
+    w.add_argument("--teacher-micro-steps", type=int, default=4, help="s of the guided teacher partition")
+    w.add_argument("--cfg", type=float, default=5.0, help="guidance of the teacher (student stage)")
+    w.set_defaults(func=cmd_finetune_wan)
     return parser
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VIRTUAL = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}  # frontend-only nodes, absent from API prompts
 # Core nodes the bundled workflows use, as current ComfyUI declares them (nodes.py CLIPLoader, with "wan" among
-# its types since Wan 2.1 support; the tests' March-2024 host predates it). File lists are left empty: any weights file name passes.
+# its types since Wan 2.1 support; the tests' March-2024 host predates it). File lists are left empty: any
+# weights file name passes.
 CORE_NODES = {
     "CLIPLoader": ({"required": {"clip_name": ([], {}),
                                  "type": (["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv",

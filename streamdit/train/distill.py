@@ -71,7 +71,12 @@ def distill_loss(student: nn.Module, teacher: nn.Module, batch: dict, config: Di
     s0 = sig0.to(x0).view(b, 1, -1, 1, 1)
     x_start = (1 - s0) * x0 + s0 * eps
     cond = batch["context"]
-    uncond = [""] * b if isinstance(cond, (list, tuple)) else torch.zeros_like(cond)
+    if isinstance(cond, (list, tuple)):
+        uncond = [""] * b
+    elif batch.get("null_context") is not None:  # the encoded empty prompt (Wan's unconditional branch)
+        uncond = batch["null_context"].to(cond).expand_as(cond)
+    else:
+        uncond = torch.zeros_like(cond)
     x_end = teacher_segment(teacher, x_start, u0, p, schedule, cond, uncond, config.cfg_scale)
     target = (x_end - x_start) / (sig1 - sig0).to(x0).view(b, 1, -1, 1, 1)
     pred = student(x_start, (sig0 * 1000).float().to(x0.device), cond).float()

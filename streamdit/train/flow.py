@@ -101,7 +101,7 @@ def flow_matching_loss(model: nn.Module, batch: dict, mix: PartitionMix, schedul
     eps = torch.randn(x0.shape, generator=generator).to(x0)  # one noise tensor per buffer
     s = sigma.to(x0).view(b, 1, -1, 1, 1)
     x = (1 - s) * x0 + s * eps  # reference frames (sigma 0) stay clean
-    context = _drop_text(batch["context"], text_dropout, generator)
+    context = _drop_text(batch["context"], text_dropout, generator, batch.get("null_context"))
     pred = model(x, (sigma * 1000).float().to(x0.device), context)
     err = (pred.float() - (eps - x0)).pow(2)[:, :, k:]  # reference frames are not in the loss
     if sprite_weight > 0:
@@ -116,8 +116,9 @@ def flow_matching_loss(model: nn.Module, batch: dict, mix: PartitionMix, schedul
     return loss, {"refs": float(k), **per_c}
 
 
-def _drop_text(context, p: float, generator: torch.Generator):
-    """Replace a fraction p of the prompts by the empty prompt (zero embeddings): the unconditional branch."""
+def _drop_text(context, p: float, generator: torch.Generator, null: torch.Tensor | None = None):
+    """Replace a fraction p of the prompts by the empty prompt: the unconditional branch. Embeddings become
+    `null` (the encoded empty prompt, [L, D], as Wan's sampler uses it) or zeros when none is given."""
     if p <= 0:
         return context
     n = len(context)
@@ -125,4 +126,6 @@ def _drop_text(context, p: float, generator: torch.Generator):
     if isinstance(context, (list, tuple)):
         return ["" if d else c for c, d in zip(context, drop)]
     keep = torch.tensor([not d for d in drop], device=context.device, dtype=context.dtype).view(-1, 1, 1)
-    return context * keep
+    if null is None:
+        return context * keep
+    return torch.where(keep.bool(), context, null.to(context.device, context.dtype).expand_as(context))

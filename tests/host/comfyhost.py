@@ -170,7 +170,8 @@ def start_host(workdir: Path, timeout: float = 180.0) -> Host:
     packs.mkdir(parents=True, exist_ok=True)
     (packs / PACK_NAME).symlink_to(ROOT, target_is_directory=True)
     models = workdir / "models"
-    (models / "streamdit").mkdir(parents=True, exist_ok=True)
+    for kind in ("streamdit", "vae", "vae_approx"):  # decoders for the Wan tests go into the last two
+        (models / kind).mkdir(parents=True, exist_ok=True)
     write_test_model(models / "streamdit" / TEST_MODEL)
     output, temp = workdir / "output", workdir / "temp"
     config = workdir / "extra_model_paths.yaml"
@@ -178,6 +179,8 @@ def start_host(workdir: Path, timeout: float = 180.0) -> Host:
         "streamdit:\n"
         f"  custom_nodes: {packs}\n"
         f"  streamdit: {models / 'streamdit'}\n"
+        f"  vae: {models / 'vae'}\n"
+        f"  vae_approx: {models / 'vae_approx'}\n"
         "streamdit_tests:\n"
         f"  custom_nodes: {Path(__file__).resolve().parent / 'testing_nodes'}\n")
     port = free_port()

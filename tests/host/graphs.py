@@ -21,11 +21,12 @@ def stream_graph(*, schedule: str = "a pig walking right on grass", seconds: flo
                  seed: int = 1, width: int = 64, height: int = 64, chunk_frames: int = 2, chunks: int = 8,
                  micro_steps: int = 1, ref_frames: int = 0, fps: float = 16.0, model: str = "streamdit-toy (embedded)",
                  reset: bool = False, preview: bool = True, save: str | None = None, images: str | None = None,
-                 cfg: float = 1.0, negative: str = "") -> dict:
+                 cfg: float = 1.0, negative: str = "", decoder: str = "model's own codec") -> dict:
     """Loader -> settings -> schedule -> sampler -> [live preview] [save video (mp4/webm)] [frames -> SaveImage]."""
     g = {
         "1": {"class_type": "StreamDiTModelLoader",
-              "inputs": {"model": model, "device": "auto", "dtype": "auto", "attention": "auto"}},
+              "inputs": {"model": model, "device": "auto", "dtype": "auto", "attention": "auto",
+                         "decoder": decoder}},
         "2": {"class_type": "StreamDiTBufferSettings",
               "inputs": {"width": width, "height": height, "chunk_frames": chunk_frames, "chunks": chunks,
                          "micro_steps": micro_steps, "ref_frames": ref_frames, "seed": seed, "fps": fps, "shift": 0.0,

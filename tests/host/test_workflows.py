@@ -57,7 +57,8 @@ def test_template_browser_lists_the_bundled_workflows(host):
     except urllib.error.HTTPError as exc:
         assert exc.code == 404
         pytest.skip("this host has no template browser (ComfyUI before 2024-12)")
-    assert sorted(templates.get("ComfyUI-StreamDiT", [])) == sorted(WORKFLOWS + ["pig_to_cat_edit", "wan2.1_1.3b_stream"])
+    bundled = WORKFLOWS + ["pig_to_cat_edit", "wan2.1_1.3b_stream"]
+    assert sorted(templates.get("ComfyUI-StreamDiT", [])) == sorted(bundled)
     assert host.get("/api/workflow_templates/ComfyUI-StreamDiT/text_to_stream.json") == load_ui("text_to_stream")
 
 
