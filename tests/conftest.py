@@ -41,3 +41,12 @@ def tiny_pipeline(tiny_bundle):
     from streamdit.pipeline import Pipeline
 
     return Pipeline(tiny_bundle, torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny convolutions and models run faster on one thread (and far faster than two on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,13 +10,7 @@ from streamdit.codecs.taehv import TAEHVCodec, load_taehv
 TINY = dict(latent_channels=4, widths=[16, 8, 8, 8])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tiny convolutions run faster on one thread (and far faster than two on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomise(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -20,12 +20,7 @@ CFG = ModelConfig(dim=128, ffn_dim=128, num_heads=1, num_layers=2, in_dim=4, out
 VAE = dict(dim=8, z_dim=4, dim_mult=[1, 2, 4, 4], num_res_blocks=1, temperal_downsample=[False, True, True])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomise(module, seed=0, scale=0.1):

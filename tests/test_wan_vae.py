@@ -10,13 +10,7 @@ from streamdit.codecs.wan_vae import WanVAECodec, diffusers_to_wan, load_wan_vae
 TINY = dict(dim=8, z_dim=4, dim_mult=[1, 2, 4, 4], num_res_blocks=2, temperal_downsample=[False, True, True])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tiny convolutions run faster on one thread (and far faster than two on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomise(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
