@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 
 import torch
 
@@ -12,3 +13,14 @@ def machine_record(args, pipe, frames: int) -> dict:
             "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "cores": os.cpu_count(), "torch": torch.__version__, "video_fps": pipe.bundle.defaults.fps,
             "frames": frames, "runs": {}}
+
+
+def time_stream(stream, frames: int) -> dict:
+    """Pull `frames` frames: frames done, total seconds, seconds to the first frame, network calls."""
+    start = time.perf_counter()
+    first, done = None, 0
+    for chunk in stream.frames(frames):
+        if first is None:
+            first = time.perf_counter() - start
+        done += chunk.shape[0]
+    return {"frames": done, "seconds": time.perf_counter() - start, "first_frame_s": first, "calls": stream.calls}

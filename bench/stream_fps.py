@@ -10,26 +10,20 @@ import argparse
 import json
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import machine_record  # noqa: E402
+from bench.common import machine_record, time_stream  # noqa: E402
 from streamdit.pipeline import Pipeline  # noqa: E402
 
 
 def run_once(pipe: Pipeline, frames: int, cold_start: str, seed: int, **kw) -> dict:
     stream = pipe.stream("a pig walking right on grass", seed=seed, cold_start=cold_start, **kw)
-    start = time.perf_counter()
-    first, done = None, 0
-    for chunk in stream.frames(frames):
-        if first is None:
-            first = time.perf_counter() - start
-        done += chunk.shape[0]
-    total = time.perf_counter() - start
+    t = time_stream(stream, frames)
+    done, total, first = t["frames"], t["seconds"], t["first_frame_s"]
     steady = (done - stream.config.partition.chunk_frames) / max(total - first, 1e-9)
     return {"frames": done, "seconds": total, "fps": done / total, "steady_fps": steady, "first_frame_s": first,
             "calls": stream.calls, "ms_per_call": 1000 * total / stream.calls}

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import time_stream  # noqa: E402
 from streamdit.checkpoint import Bundle  # noqa: E402
 from streamdit.codecs.taehv import TAEHVCodec  # noqa: E402
 from streamdit.codecs.wan_vae import WanVAECodec  # noqa: E402
@@ -48,13 +48,8 @@ def run_once(pipe: Pipeline, frames: int, width: int, height: int, partition, cf
         torch.cuda.reset_peak_memory_stats()
     stream = pipe.stream("a corgi running on a beach at sunset", width=width, height=height, chunk_frames=c,
                          buffer_frames=c * n, micro_steps=s, cfg_scale=cfg)
-    start = time.perf_counter()
-    first, done = None, 0
-    for chunk in stream.frames(frames):
-        if first is None:
-            first = time.perf_counter() - start
-        done += chunk.shape[0]
-    total = time.perf_counter() - start
+    t = time_stream(stream, frames)
+    done, total, first = t["frames"], t["seconds"], t["first_frame_s"]
     peak = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else None
     return {"frames": done, "seconds": round(total, 3), "fps": round(done / total, 2),
             "steady_fps": round((done - 1) / max(total - first, 1e-9), 2), "first_frame_s": round(first, 3),

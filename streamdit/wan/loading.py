@@ -14,7 +14,7 @@ import re
 
 import torch
 
-from ..checkpoint import FORMAT, Bundle, load_checkpoint
+from ..checkpoint import FORMAT, Bundle, load_checkpoint, read_metadata
 from ..codecs import Codec
 from ..config import StreamDefaults
 
@@ -76,11 +76,9 @@ def streaming_defaults(codec: Codec | None) -> StreamDefaults:
 def is_streamdit_file(path: str) -> bool:
     if not (os.path.isfile(path) and path.endswith(".safetensors")):
         return False
-    from safetensors import safe_open
     try:
-        with safe_open(path, framework="pt") as f:
-            return (f.metadata() or {}).get("format") == FORMAT
-    except Exception:
+        return read_metadata(path).get("format") == FORMAT
+    except ValueError:
         return False  # the Wan loader reports unreadable files with its own message
 
 
