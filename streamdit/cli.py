@@ -129,14 +129,25 @@ def cmd_eval(args) -> int:
     from .evaluation import EvalSettings, evaluate_model, render_markdown
     from .pipeline import Pipeline, default_model_path, default_teacher_path
 
+    results = {}
+    for path in args.merge or []:  # earlier runs' results (other processes or sessions), kept unless re-measured
+        if not Path(path).is_file():
+            raise ValueError(f"--merge {path}: no such file (give the --json file of an earlier eval run)")
+        try:
+            earlier = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--merge {path}: not an eval results file ({e})") from None
+        if not isinstance(earlier, dict) or not all(isinstance(r, dict) and "adherence" in r for r in earlier.values()):
+            raise ValueError(f"--merge {path}: not an eval results file (expected {{model: results}} as written "
+                             "by --json)")
+        results.update(earlier)
     models = dict(m.split("=", 1) for m in args.model) if args.model else {}
-    if not models:
+    if not models and not results:
         if default_model_path() is None:
             raise ValueError("no embedded default model in this checkout: give --model NAME=PATH")
         models["student"] = str(default_model_path())
         if default_teacher_path() is not None:
             models["teacher"] = str(default_teacher_path())
-    results = {}
     for name, path in models.items():
         pipe = Pipeline.load(path, device=args.device)
         meta = pipe.bundle.meta
@@ -321,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     e.add_argument("--out", default="docs/eval.md")
     e.add_argument("--json", default="docs/eval.json")
+    e.add_argument("--merge", action="append", help="an earlier run's --json file (repeat): its models join the "
+                                                     "tables unless measured again here; with no --model, nothing "
+                                                     "is measured and the tables are rewritten from these files")
     e.set_defaults(func=cmd_eval)
     ed = sub.add_parser("edit", help="edit a video toward a prompt in the moving buffer (e.g. a pig into a cat)")
     ed.add_argument("--input", required=True, help="source video (any format ffmpeg reads)")

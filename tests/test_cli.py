@@ -68,3 +68,16 @@ def test_eval_command_writes_tables(tiny_bundle, tmp_path):
     text = md.read_text()
     assert "| tiny | 1 / 1 | 2 |" in text and "Prompt change pig -> cat" in text
     assert '"adherence"' in js.read_text()
+    # results measured elsewhere (another process or session) join the tables without being measured again
+    import json
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"baseline": json.loads(js.read_text())["tiny"]}))
+    md2, js2 = tmp_path / "merged.md", tmp_path / "merged.json"
+    r = run_cli("eval", "--merge", str(js), "--merge", str(other), "--out", str(md2), "--json", str(js2))
+    assert r.returncode == 0, r.stderr
+    text = md2.read_text()
+    assert text.index("| tiny | 1 / 1 | 2 |") < text.index("| baseline | 1 / 1 | 2 |")
+    assert set(json.loads(js2.read_text())) == {"tiny", "baseline"}
+    r = run_cli("eval", "--merge", str(md), "--out", str(md2))
+    assert r.returncode == 2 and "not an eval results file" in r.stderr
