@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from streamdit.train.plot import plot_losses
-from streamdit.train.trainer import CheckpointError, TrainConfig, Trainer, read_log
+from streamdit.train.trainer import CheckpointError, TrainConfig, Trainer, ema_decay, read_log
 
 WORKER = Path(__file__).parent / "train_workers" / "ddp_worker.py"
 
 
-def make(out, steps=8, **kw):
+def make(out, steps=8, ema=0.9, **kw):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
     target = torch.randn(4, generator=torch.Generator().manual_seed(3))
@@ -28,7 +28,7 @@ def make(out, steps=8, **kw):
         noise = 0.01 * torch.randn(y.shape, generator=g)  # the loss generator must resume too
         return (m(x) - y - noise).pow(2).mean(), {"extra": 1.0}
 
-    cfg = TrainConfig(out=str(out), steps=steps, lr=1e-2, warmup=2, ema=0.9, checkpoint_every=3, log_every=1, **kw)
+    cfg = TrainConfig(out=str(out), steps=steps, lr=1e-2, warmup=2, ema=ema, checkpoint_every=3, log_every=1, **kw)
     return Trainer(model, loss_fn, data, cfg)
 
 
@@ -42,6 +42,18 @@ def test_lr_schedule_warms_up_then_decays():
     assert cfg.lr_at(0) == pytest.approx(0.1) and cfg.lr_at(9) == pytest.approx(1.0)
     assert cfg.lr_at(10) == pytest.approx(1.0) and cfg.lr_at(100) == pytest.approx(0.1)
     assert cfg.lr_at(50) < cfg.lr_at(20)
+
+
+def test_ema_warms_up_instead_of_keeping_the_initial_weights(tmp_path):
+    assert ema_decay(0.999, 0) == pytest.approx(0.1) and ema_decay(0.999, 10**6) == 0.999
+    assert all(ema_decay(0.999, t) <= ema_decay(0.999, t + 1) for t in range(2000))
+    tr = make(tmp_path, steps=1, ema=0.999)
+    init = [p.detach().clone() for p in tr.module.parameters()]
+    tr.run()
+    for e, p, p0 in zip(tr.ema.parameters(), tr.module.parameters(), init):
+        # after one step the average sits 90% of the way to the trained weights, not at 0.1% of the way
+        assert torch.allclose(e, p0 + 0.9 * (p.detach() - p0), atol=1e-6)
+    assert tr.raw_module() is tr.module
 
 
 def test_loss_falls_and_log_and_plot_are_written(tmp_path):

@@ -136,7 +136,7 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0 else torch.tensor(0.0)
         self.opt.step()
         if self.ema is not None:
-            _update_ema(self.ema, self.module, cfg.ema)
+            _update_ema(self.ema, self.module, ema_decay(cfg.ema, self.step))
         value = dist_utils.mean(loss.detach())
         return value, {"grad_norm": round(float(_full(norm)), 4), **info}
 
@@ -200,6 +200,16 @@ class Trainer:
         """The EMA weights as a module (the model itself when EMA is off)."""
         return self.ema if self.ema is not None else self.module
 
+    def raw_module(self) -> nn.Module:
+        """The trained weights themselves as a plain module (under FSDP2 a gathered copy: call on every rank)."""
+        if not dist_utils._sharded(self.model):
+            return self.module
+        plain = copy.deepcopy(self.ema) if self.ema is not None else None
+        if plain is None:
+            raise ValueError("raw weights of an FSDP2 run need an EMA copy to gather into; set ema > 0")
+        plain.load_state_dict(dist_utils.full_state_dict(self.model, self.module))
+        return plain
+
     def _flush_log(self, rows: list[dict]) -> None:
         if self.rank != 0 or not rows:
             return
@@ -224,6 +234,15 @@ def _make_ema(model: nn.Module) -> nn.Module:
     for p in ema.parameters():
         p.requires_grad_(False)
     return ema
+
+
+def ema_decay(decay: float, step: int) -> float:
+    """The EMA decay after `step` updates, warmed up as (1 + step) / (10 + step) up to `decay`.
+
+    Without the warm-up a 0.999 EMA still holds 0.999^2400 = 9% of the random initial weights after
+    2,400 steps (measured on the toy teacher: 50% animal adherence against 87.5% for its raw weights).
+    """
+    return min(decay, (1 + step) / (10 + step))
 
 
 @torch.no_grad()
