@@ -234,7 +234,7 @@ def final_module(trainer, weights: str):
 
 def _loop(recipe: ToyRecipe, name: str, model, loss_fn, data, steps: int, lr: float, warmup: int, ema: float,
           probe_every: int = 0, probe=None, weights: str = "ema"):
-    """Train one stage in OUT/<name>/ with resume; returns the trainer (EMA weights via ema_module())."""
+    """Train one stage in OUT/<name>/ with resume; returns the trainer. Probes judge `weights` ("raw"/"ema")."""
     from .plot import plot_losses
     from .trainer import TrainConfig, Trainer
 

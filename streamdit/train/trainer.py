@@ -204,9 +204,9 @@ class Trainer:
         """The trained weights themselves as a plain module (under FSDP2 a gathered copy: call on every rank)."""
         if not dist_utils._sharded(self.model):
             return self.module
-        plain = copy.deepcopy(self.ema) if self.ema is not None else None
-        if plain is None:
+        if self.ema is None:
             raise ValueError("raw weights of an FSDP2 run need an EMA copy to gather into; set ema > 0")
+        plain = copy.deepcopy(self.ema)
         plain.load_state_dict(dist_utils.full_state_dict(self.model, self.module))
         return plain
 
