@@ -172,6 +172,12 @@ def cmd_eval(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
         print(f"wrote {args.json}")
+    if args.plot:
+        from .evaluation.report import plot_models
+
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        if plot_models(results, args.plot):
+            print(f"wrote {args.plot}")
     return 0
 
 
@@ -332,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     e.add_argument("--out", default="docs/eval.md")
     e.add_argument("--json", default="docs/eval.json")
+    e.add_argument("--plot", default="docs/img/eval-models.png", help="bar chart of every model's scores ('' = none)")
     e.add_argument("--merge", action="append", help="an earlier run's --json file (repeat): its models join the "
                                                      "tables unless measured again here; with no --model, nothing "
                                                      "is measured and the tables are rewritten from these files")

@@ -63,7 +63,7 @@ def test_eval_command_writes_tables(tiny_bundle, tmp_path):
     save_checkpoint(str(model), b.model, b.config, text_encoder=b.text_encoder, codec=b.codec, defaults=defaults)
     md, js = tmp_path / "eval.md", tmp_path / "eval.json"
     r = run_cli("eval", "--model", f"tiny={model}", "--scenes", "2", "--seconds", "1", "--long-streams", "1",
-                "--long-seconds", "10", "--change-streams", "1", "--out", str(md), "--json", str(js))
+                "--long-seconds", "10", "--change-streams", "1", "--out", str(md), "--json", str(js), "--plot", "")
     assert r.returncode == 0, r.stderr
     text = md.read_text()
     assert "| tiny | 1 / 1 | 2 |" in text and "Prompt change pig -> cat" in text
@@ -74,8 +74,11 @@ def test_eval_command_writes_tables(tiny_bundle, tmp_path):
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"baseline": json.loads(js.read_text())["tiny"]}))
     md2, js2 = tmp_path / "merged.md", tmp_path / "merged.json"
-    r = run_cli("eval", "--merge", str(js), "--merge", str(other), "--out", str(md2), "--json", str(js2))
+    png = tmp_path / "models.png"
+    r = run_cli("eval", "--merge", str(js), "--merge", str(other), "--out", str(md2), "--json", str(js2),
+                "--plot", str(png))
     assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:4] == b"\x89PNG"
     text = md2.read_text()
     assert text.index("| tiny | 1 / 1 | 2 |") < text.index("| baseline | 1 / 1 | 2 |")
     assert set(json.loads(js2.read_text())) == {"tiny", "baseline"}

@@ -53,7 +53,7 @@ class RenderPipe:
         return SimpleNamespace(frames=frames, take=lambda n: torch.cat(list(frames(n))))
 
 
-def test_eval_gives_full_marks_to_the_renders_and_writes_tables():
+def test_eval_gives_full_marks_to_the_renders_and_writes_tables(tmp_path):
     r = evaluate_model(RenderPipe(), QUICK, "renders")
     a = r["adherence"]
     assert a["all"]["total"] == 6 and a["all"]["value"] == 1.0
@@ -64,6 +64,10 @@ def test_eval_gives_full_marks_to_the_renders_and_writes_tables():
     md = render_markdown({"teacher": r, "student": r})
     assert "| renders" not in md and "| student | 1 / 1 | 6 | 100.0% [" in md and "largest drop 0.0 points" in md
     assert max(score_gaps(r, r).values()) == 0.0
+    from streamdit.evaluation.report import plot_models
+
+    png = tmp_path / "models.png"
+    assert plot_models({"teacher": r, "student": r}, png) and png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_eval_fails_an_untrained_model():

@@ -73,3 +73,50 @@ def score_gaps(teacher: dict, student: dict) -> dict[str, float]:
     """How many points (as fractions) the student is below the teacher on each score."""
     t, s = scores(teacher), scores(student)
     return {k: t[k] - s[k] for k in t}
+
+
+def plot_models(results: dict[str, dict], path) -> bool:
+    """The headline scores of every model as grouped bars with 95% intervals, and how far the sprite moves
+    (the paper's baselines looked smooth by standing still); one PNG, False without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    keys = [("adherence", "animal"), ("adherence", "background"), ("adherence", "motion"), ("adherence", "all"),
+            ("last", "animal"), ("last", "motion"), ("change", "cat_after")]
+    labels = ["animal", "background", "motion", "all three", "last 10 s\nanimal", "last 10 s\nmotion", "pig -> cat"]
+
+    def pick(r, group, k):
+        return r["long"]["last"][k] if group == "last" else r[group][k]
+
+    names = list(results)
+    width = 0.8 / max(1, len(names))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), dpi=110, gridspec_kw={"width_ratios": [4, 1]})
+    for i, name in enumerate(names):
+        vals = [pick(results[name], g, k) for g, k in keys]
+        x = [j + (i - (len(names) - 1) / 2) * width for j in range(len(keys))]
+        y = [100 * v["value"] for v in vals]
+        # clamped: a Wilson bound can sit a rounding error inside the value at 0% or 100%
+        err = [[max(0.0, 100 * (v["value"] - v["ci95"][0])) for v in vals],
+               [max(0.0, 100 * (v["ci95"][1] - v["value"])) for v in vals]]
+        ax.bar(x, y, width, yerr=err, capsize=2, label=name)
+    ax.axhline(90, color="grey", ls=":", lw=1)
+    ax.set_xticks(range(len(keys)), labels, fontsize=8)
+    ax.set_ylabel("% judged right (95% CI)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8, ncol=len(names), loc="lower left")
+    ax.set_title("Held-out eval: adherence (3-s clips), 60-s streams, prompt change")
+    speeds = [results[n]["adherence"]["speed"] for n in names]
+    ax2.bar(range(len(names)), speeds, color=[f"C{i}" for i in range(len(names))])
+    truth = sum(results[n]["adherence"]["truth_speed"] for n in names) / len(names)
+    ax2.axhline(truth, color="black", ls="--", lw=1, label=f"renders {truth:.2f}")
+    ax2.set_xticks(range(len(names)), names, fontsize=8, rotation=30)
+    ax2.set_ylabel("sprite motion (px/frame)")
+    ax2.legend(fontsize=8, loc="lower center")
+    ax2.set_title("motion score")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
