@@ -1,6 +1,6 @@
 """End-to-end editing speed: source frames in, edited frames out (encode, network, decode), per strength.
 
-    python bench/edit_fps.py [--model PATH|random:toy] [--seconds 10] [--repeats 3] [--json out.json]
+    python bench/edit_fps.py [--model PATH|random:toy] [--seconds 10] [--repeats 3] [--cfg 2] [--json out.json]
 
 The source is a toy-world render held in memory (reading a file adds the ffmpeg decode, which runs
 in its own process). Prints a JSON record and a table. A benchmark, not a test: nothing is asserted.
@@ -23,8 +23,10 @@ from streamdit.pipeline import Pipeline  # noqa: E402
 from streamdit.toyworld import eval_seed, render_clip  # noqa: E402
 
 
-def run_once(pipe: Pipeline, source: torch.Tensor, strength: float, seed: int, live: bool) -> dict:
-    stream = pipe.edit(source, "a cat walking right on grass", strength=strength, seed=seed, lookahead=not live)
+def run_once(pipe: Pipeline, source: torch.Tensor, strength: float, seed: int, live: bool, cfg: float = 1.0,
+             negative: str = "") -> dict:
+    stream = pipe.edit(source, "a cat walking right on grass", strength=strength, seed=seed, lookahead=not live,
+                       cfg_scale=cfg, negative_prompt=negative)
     start = time.perf_counter()
     first, done = None, 0
     for chunk in stream.frames():
@@ -42,6 +44,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--strengths", default="0.375,0.625,1.0")
+    ap.add_argument("--cfg", type=float, default=1.0, help="guidance (above 1: two network passes per call)")
+    ap.add_argument("--negative", default="a pig walking right on grass", help="negative prompt when cfg > 1")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", help="also write the record here")
     args = ap.parse_args()
@@ -52,9 +56,11 @@ def main() -> None:
     frames = int(args.seconds * d.fps)
     source, _ = render_clip(("pig", "walking right", "grass"), frames, eval_seed(400_000), (d.height, d.width))
     record = machine_record(args, pipe, frames)
+    record["cfg"], record["negative"] = args.cfg, args.negative if args.cfg != 1 else ""
     for live in (False, True):
         for strength in (float(s) for s in args.strengths.split(",")):
-            runs = [run_once(pipe, source, strength, seed=i, live=live) for i in range(args.repeats)]
+            runs = [run_once(pipe, source, strength, seed=i, live=live, cfg=args.cfg, negative=args.negative)
+                    for i in range(args.repeats)]
             key = f"{'live' if live else 'lookahead'} {runs[0]['strength']:.3f}"
             record["runs"][key] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(json.dumps(record, indent=2))

@@ -50,9 +50,11 @@ class StreamDiTVideoEdit:
                            "on grass'. A schedule works too (a cat first, a dog later)."}),
                 "source_video": (source_choices(), {"default": EXAMPLE, "tooltip": "A video from ComfyUI's input "
                                  "folder, the bundled example, or the images input (e.g. from a video loader)."}),
-                "strength": ("FLOAT", {"default": 0.6, "min": 0.05, "max": 1.0, "step": 0.05, "tooltip":
+                "strength": ("FLOAT", {"default": 0.75, "min": 0.05, "max": 1.0, "step": 0.05, "tooltip":
                              "How much may change: low keeps more of the source, 1 ignores it. Rounded onto the "
-                             "model's noise grid (steps of 1/8 for the embedded model)."}),
+                             "model's noise grid (steps of 1/8 for the embedded model). To change what the "
+                             "source shows (a pig into a cat), name the source in the prompt node's negative "
+                             "prompt and set cfg 2 there: 0.75 then changes the animal and keeps its motion."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "control_after_generate": True,
                          "tooltip": "The noise added to the source; the same seed gives the same edit."}),
                 "fps": ("FLOAT", {"default": 16.0, "min": 1.0, "max": 120.0, "step": 1.0, "tooltip":

@@ -220,9 +220,19 @@ def cmd_edit(args) -> int:
 def cmd_eval_edit(args) -> int:
     import json
 
-    from .evaluation.edit_scores import edit_markdown, edit_scores, edit_sources, plot_sweep
+    from .evaluation.edit_scores import edit_markdown, edit_scores, edit_sources, guidance, plot_sweep
     from .pipeline import Pipeline, default_model_path
 
+    earlier_rows = []
+    for earlier in args.merge or []:  # rows of an earlier run of the same model, kept unless measured again
+        try:
+            old = json.loads(Path(earlier).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"--merge {earlier}: cannot read an eval-edit results file ({e})") from None
+        if not isinstance(old, list) or not all(isinstance(r, dict) and "background_psnr" in r for r in old):
+            raise ValueError(f"--merge {earlier}: not an eval-edit results file (expected the list of rows "
+                             "written by --json)")
+        earlier_rows += old
     path = args.model or (str(default_model_path()) if default_model_path() else None)
     if path is None:
         raise ValueError("no embedded default model in this checkout: give --model PATH")
@@ -230,13 +240,19 @@ def cmd_eval_edit(args) -> int:
     d = pipe.bundle.defaults
     strengths = [float(x) for x in args.strengths.split(",")]
     sources = edit_sources(args.sources, args.seconds, d.fps, (d.height, d.width))
-    rows = edit_scores(pipe, strengths, sources)
+    rows = []
+    for cfg in (float(x) for x in args.cfg.split(",")):
+        rows += edit_scores(pipe, strengths, sources, cfg_scale=cfg, negative=args.negative)
     for r in rows:
-        print(f"strength {r['strength']:.3f}: cat {r['target']['value']:.3f}, background {r['background_psnr']:.1f} dB "
-              f"(worst {r['worst_psnr']:.1f}), centroid {r['centroid_px']:.2f} px, {r['fps']:.1f} FPS")
+        print(f"{guidance(r)}, strength {r['strength']:.3f}: cat {r['target']['value']:.3f}, background "
+              f"{r['background_psnr']:.1f} dB (worst {r['worst_psnr']:.1f}), centroid {r['centroid_px']:.2f} px, "
+              f"{r['fps']:.1f} FPS")
+    measured = {(guidance(r), r["strength"]) for r in rows}
+    rows += [r for r in earlier_rows if (guidance(r), r["strength"]) not in measured]
+    rows.sort(key=lambda r: (r.get("cfg", 1.0), r["strength"]))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(edit_markdown(rows, Path(path).name, args.sources, args.seconds))
+        Path(args.out).write_text(edit_markdown(rows, Path(path).name, args.sources, args.seconds, d.width))
         print(f"wrote {args.out}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
@@ -347,12 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--input", required=True, help="source video (any format ffmpeg reads)")
     ed.add_argument("--prompt", help="target prompt or 'time: prompt' schedule")
     ed.add_argument("--prompt-file")
-    ed.add_argument("--strength", type=float, default=0.6, help="how much to change: 0.3 keeps most, 1 ignores "
-                                                                  "the source (rounded onto the model's u grid)")
+    ed.add_argument("--strength", type=float, default=0.75, help="how much to change: 0.3 keeps most, 1 ignores "
+                                                                   "the source (rounded onto the model's u grid)")
     ed.add_argument("--out", required=True)
     ed.add_argument("--seed", type=int, default=0)
-    ed.add_argument("--cfg", type=float, default=1.0)
-    ed.add_argument("--negative", default="")
+    ed.add_argument("--cfg", type=float, default=1.0, help="guidance; 2 with --negative naming the source steers "
+                                                            "the edit away from it (two network passes per call)")
+    ed.add_argument("--negative", default="", help="what the source shows, e.g. 'a pig walking right on grass'")
     ed.add_argument("--micro-steps", type=int)
     ed.add_argument("--transition", type=float, default=0.0)
     ed.add_argument("--live", action="store_true", help="read the source as late as possible (no lookahead): "
@@ -367,10 +384,16 @@ def build_parser() -> argparse.ArgumentParser:
     ee.add_argument("--strengths", default="0.25,0.375,0.5,0.625,0.75,0.875,1.0")
     ee.add_argument("--sources", type=int, default=12, help="held-out pig renders (every action x background: 12)")
     ee.add_argument("--seconds", type=float, default=3.0)
+    ee.add_argument("--cfg", default="1", help="guidance scales to sweep, comma-separated (e.g. 1,2): above 1 the "
+                                               "edit is steered away from --negative, at twice the network calls")
+    ee.add_argument("--negative", default="source", help="negative prompt when cfg > 1; 'source': each source "
+                                                          "clip's own caption (what the video shows)")
     ee.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ee.add_argument("--out", default="docs/edit-eval.md")
     ee.add_argument("--json", default="docs/edit-eval.json")
     ee.add_argument("--plot", default="docs/img/edit-sweep.png")
+    ee.add_argument("--merge", action="append", help="an earlier run's --json file of the same model (repeat): "
+                                                     "its rows join the table unless measured again here")
     ee.set_defaults(func=cmd_eval_edit)
     i = sub.add_parser("info", help="presets, attention backends and the default model")
     i.set_defaults(func=cmd_info)

@@ -132,7 +132,7 @@ class Pipeline:
         return StreamConfig(partition=partition, height=height or d.height, width=width or d.width, fps=fps,
                             shift=d.shift if shift is None else shift, seed=int(seed), cold_start=cold_start)
 
-    def edit(self, source, prompt: str, *, strength: float = 0.6, seed: int = 0, lookahead: bool | None = None,
+    def edit(self, source, prompt: str, *, strength: float = 0.75, seed: int = 0, lookahead: bool | None = None,
              fps: float | None = None, cfg_scale: float = 1.0, negative_prompt: str = "",
              transition_seconds: float = 0.0, **kw) -> Stream:
         """Open an edit stream: the source's frames (a FrameSource, a video path, or frames [T, H, W, 3])

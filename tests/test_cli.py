@@ -56,11 +56,15 @@ def test_demo_writes_video_and_frame_strip(tiny_bundle, tmp_path):
     assert png.shape[:2] == (32, 3 * 32 + 2 * 2)
 
 
-def test_eval_command_writes_tables(tiny_bundle, tmp_path):
-    model = tmp_path / "tiny.safetensors"
-    b = tiny_bundle
+def save_tiny_32(b, path):
+    """The tiny test model as a checkpoint whose default frame size is 32x32 (fast judged runs)."""
     defaults = type(b.defaults)(**{**b.defaults.__dict__, "width": 32, "height": 32})
-    save_checkpoint(str(model), b.model, b.config, text_encoder=b.text_encoder, codec=b.codec, defaults=defaults)
+    save_checkpoint(str(path), b.model, b.config, text_encoder=b.text_encoder, codec=b.codec, defaults=defaults)
+    return path
+
+
+def test_eval_command_writes_tables(tiny_bundle, tmp_path):
+    model = save_tiny_32(tiny_bundle, tmp_path / "tiny.safetensors")
     md, js = tmp_path / "eval.md", tmp_path / "eval.json"
     r = run_cli("eval", "--model", f"tiny={model}", "--scenes", "2", "--seconds", "1", "--long-streams", "1",
                 "--long-seconds", "10", "--change-streams", "1", "--out", str(md), "--json", str(js), "--plot", "")
@@ -84,3 +88,23 @@ def test_eval_command_writes_tables(tiny_bundle, tmp_path):
     assert set(json.loads(js2.read_text())) == {"tiny", "baseline"}
     r = run_cli("eval", "--merge", str(md), "--out", str(md2))
     assert r.returncode == 2 and "not an eval results file" in r.stderr
+
+
+def test_eval_edit_command_sweeps_guidance_and_merges(tiny_bundle, tmp_path):
+    model = save_tiny_32(tiny_bundle, tmp_path / "tiny.safetensors")
+    md, js = tmp_path / "edit.md", tmp_path / "edit.json"
+    common = ("eval-edit", "--model", str(model), "--sources", "1", "--seconds", "1", "--plot", "")
+    r = run_cli(*common, "--strengths", "0.5", "--out", str(md), "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    assert "| none | 0.500 |" in md.read_text()
+    # a guided sweep in a second run joins the first run's rows
+    md2, js2 = tmp_path / "edit2.md", tmp_path / "edit2.json"
+    r = run_cli(*common, "--strengths", "0.5", "--cfg", "2", "--merge", str(js), "--out", str(md2), "--json", str(js2))
+    assert r.returncode == 0, r.stderr
+    text = md2.read_text()
+    assert text.index("| none | 0.500 |") < text.index("| cfg 2, away from the source caption | 0.500 |")
+    import json
+
+    assert [r["cfg"] for r in json.loads(js2.read_text())] == [1.0, 2.0]
+    r = run_cli(*common, "--strengths", "0.5", "--merge", str(md), "--out", "", "--json", "")
+    assert r.returncode == 2 and "cannot read an eval-edit results file" in r.stderr

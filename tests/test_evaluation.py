@@ -108,6 +108,22 @@ def test_edit_sweep_runs_and_plots(tiny_bundle, tmp_path):
     assert [r["strength"] for r in rows] == [0.25, 1.0]
     # a random model barely changes the source at the lowest strength and replaces it at strength 1
     assert rows[0]["background_psnr"] > rows[1]["background_psnr"] + 3
-    assert "| 0.250 |" in edit_markdown(rows, "tiny", 2, 1.0)
+    # guided away from each source's own caption: a second network pass changes the output
+    guided = edit_scores(pipe, [0.5], edit_sources(2, 1.0, 8.0, (32, 32)), cfg_scale=2.0)
+    plain = edit_scores(pipe, [0.5], edit_sources(2, 1.0, 8.0, (32, 32)))
+    assert guided[0]["negative"] == "source" and guided[0]["background_psnr"] != plain[0]["background_psnr"]
+    md = edit_markdown(rows + guided, "tiny", 2, 1.0)
+    assert "| none | 0.250 |" in md and "| cfg 2, away from the source caption | 0.500 |" in md
     png = tmp_path / "sweep.png"
-    assert plot_sweep(rows, png) and png.read_bytes()[:4] == b"\x89PNG"
+    assert plot_sweep(rows + guided, png) and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_edit_targets_need_all_three_at_once():
+    from streamdit.evaluation.edit_scores import meets_targets
+
+    row = {"target": {"value": 0.95}, "background_psnr": 27.0, "centroid_px": 2.0}
+    assert meets_targets(row)
+    assert not meets_targets({**row, "target": {"value": 0.89}})
+    assert not meets_targets({**row, "background_psnr": 24.9})
+    assert not meets_targets({**row, "centroid_px": 3.4})
+    assert meets_targets({**row, "centroid_px": 5.0}, width=128)  # the motion target scales with the frame size
