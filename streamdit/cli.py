@@ -123,6 +123,22 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _read_merge(path: str, command: str, expected: str, valid):
+    """An earlier `command --json` file for --merge, checked before anything is measured."""
+    import json
+
+    if not Path(path).is_file():
+        raise ValueError(f"--merge {path}: no such file (give the --json file of an earlier {command} run)")
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--merge {path}: not an {command} results file (cannot read an {command} results "
+                         f"file from text that is not JSON: {e})") from None
+    if not valid(data):
+        raise ValueError(f"--merge {path}: not an {command} results file (expected {expected} as written by --json)")
+    return data
+
+
 def cmd_eval(args) -> int:
     import json
 
@@ -131,16 +147,8 @@ def cmd_eval(args) -> int:
 
     results = {}
     for path in args.merge or []:  # earlier runs' results (other processes or sessions), kept unless re-measured
-        if not Path(path).is_file():
-            raise ValueError(f"--merge {path}: no such file (give the --json file of an earlier eval run)")
-        try:
-            earlier = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--merge {path}: not an eval results file ({e})") from None
-        if not isinstance(earlier, dict) or not all(isinstance(r, dict) and "adherence" in r for r in earlier.values()):
-            raise ValueError(f"--merge {path}: not an eval results file (expected {{model: results}} as written "
-                             "by --json)")
-        results.update(earlier)
+        results.update(_read_merge(path, "eval", "{model: results}", lambda d: isinstance(d, dict) and all(
+            isinstance(r, dict) and "adherence" in r for r in d.values())))
     models = dict(m.split("=", 1) for m in args.model) if args.model else {}
     if not models and not results:
         if default_model_path() is None:
@@ -224,15 +232,9 @@ def cmd_eval_edit(args) -> int:
     from .pipeline import Pipeline, default_model_path
 
     earlier_rows = []
-    for earlier in args.merge or []:  # rows of an earlier run of the same model, kept unless measured again
-        try:
-            old = json.loads(Path(earlier).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"--merge {earlier}: cannot read an eval-edit results file ({e})") from None
-        if not isinstance(old, list) or not all(isinstance(r, dict) and "background_psnr" in r for r in old):
-            raise ValueError(f"--merge {earlier}: not an eval-edit results file (expected the list of rows "
-                             "written by --json)")
-        earlier_rows += old
+    for path in args.merge or []:  # rows of an earlier run of the same model, kept unless measured again
+        earlier_rows += _read_merge(path, "eval-edit", "[rows]", lambda d: isinstance(d, list) and all(
+            isinstance(r, dict) and "background_psnr" in r for r in d))
     path = args.model or (str(default_model_path()) if default_model_path() else None)
     if path is None:
         raise ValueError("no embedded default model in this checkout: give --model PATH")

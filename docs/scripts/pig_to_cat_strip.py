@@ -24,7 +24,7 @@ args = ap.parse_args()
 src, fps = read_video(SOURCE)
 src = src.float() / 255 if src.dtype == torch.uint8 else src
 stream = Pipeline.load().edit(src, args.prompt, strength=args.strength, seed=0, cfg_scale=args.cfg,
-                              negative_prompt=args.negative if args.cfg != 1 else "")
+                              negative_prompt=args.negative)
 out = torch.cat(list(stream.frames()))
 step = int(fps) // 2
 idx = list(range(step // 2, src.shape[0], step))[:8]

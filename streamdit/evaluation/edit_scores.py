@@ -11,6 +11,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from ..plotting import pyplot
 from ..progress import Progress
 from ..toyworld import ACTIONS, BACKGROUNDS, canonical_caption, centroid_distance, eval_seed, judge_frames, render_clip
 from .scores import rate
@@ -121,11 +122,8 @@ def edit_markdown(rows: list[dict], model: str, sources: int, seconds: float, wi
 def plot_sweep(rows: list[dict], path) -> bool:
     """Identity change and background PSNR against strength, one line pair per guidance; one PNG;
     False without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     groups: dict[str, list[dict]] = {}
     for r in rows:

@@ -1,6 +1,8 @@
 """The eval results as the markdown tables of docs/eval.md."""
 from __future__ import annotations
 
+from ..plotting import pyplot
+
 TARGETS = {"adherence": 0.90, "long": 0.85, "change": 0.90, "student_gap": 0.05}
 
 
@@ -78,11 +80,8 @@ def score_gaps(teacher: dict, student: dict) -> dict[str, float]:
 def plot_models(results: dict[str, dict], path) -> bool:
     """The headline scores of every model as grouped bars with 95% intervals, and how far the sprite moves
     (the paper's baselines looked smooth by standing still); one PNG, False without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     keys = [("adherence", "animal"), ("adherence", "background"), ("adherence", "motion"), ("adherence", "all"),
             ("last", "animal"), ("last", "motion"), ("change", "cat_after")]

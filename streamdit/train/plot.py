@@ -3,15 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..plotting import pyplot
 from .trainer import read_log
-
-
-def have_matplotlib() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def smooth(values: list[float], window: int) -> list[float]:
@@ -28,13 +21,9 @@ def smooth(values: list[float], window: int) -> list[float]:
 def plot_losses(logs: dict[str, str | Path], out: str | Path, title: str = "training loss",
                 columns: tuple[str, ...] = ("loss",)) -> Path | None:
     """One line per (log, column), raw values faint and a moving average on top; log-scale y."""
-    if not have_matplotlib():
+    plt = pyplot()
+    if plt is None:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for name, path in logs.items():
         rows = read_log(path)
