@@ -1,6 +1,6 @@
 """End-to-end editing speed: source frames in, edited frames out (encode, network, decode), per strength.
 
-    python bench/edit_fps.py [--model PATH|random:toy] [--seconds 10] [--repeats 3] [--cfg 2] [--json out.json]
+    python bench/edit_fps.py [--model PATH|random:toy] [--seconds 10] [--repeats 3] [--cfg 2] [--compile] [--json out.json]
 
 The source is a toy-world render held in memory (reading a file adds the ffmpeg decode, which runs
 in its own process). Prints a JSON record and a table. A benchmark, not a test: nothing is asserted.
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import machine_record  # noqa: E402
+from bench.common import add_compile_arg, machine_record, warm_up  # noqa: E402
 from streamdit.pipeline import Pipeline  # noqa: E402
 from streamdit.toyworld import eval_seed, render_clip  # noqa: E402
 
@@ -48,15 +48,17 @@ def main() -> None:
     ap.add_argument("--negative", default="a pig walking right on grass", help="negative prompt when cfg > 1")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", help="also write the record here")
+    add_compile_arg(ap)
     args = ap.parse_args()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipe = Pipeline.load(args.model, device=args.device)
+        pipe = Pipeline.load(args.model, device=args.device, compile=args.compile)
     d = pipe.bundle.defaults
     frames = int(args.seconds * d.fps)
     source, _ = render_clip(("pig", "walking right", "grass"), frames, eval_seed(400_000), (d.height, d.width))
     record = machine_record(args, pipe, frames)
     record["cfg"], record["negative"] = args.cfg, args.negative if args.cfg != 1 else ""
+    warm_up(record, lambda: run_once(pipe, source[:32], 0.75, 99, live=False, cfg=args.cfg, negative=args.negative))
     for live in (False, True):
         for strength in (float(s) for s in args.strengths.split(",")):
             runs = [run_once(pipe, source, strength, seed=i, live=live, cfg=args.cfg, negative=args.negative)
@@ -64,6 +66,8 @@ def main() -> None:
             key = f"{'live' if live else 'lookahead'} {runs[0]['strength']:.3f}"
             record["runs"][key] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(json.dumps(record, indent=2))
+    if record["compile"]:
+        print(f"\ncompiled: warm-up run (compile included) {record['warmup_s']:.1f} s")
     print(f"\n{'reading, strength':22s} {'FPS':>7s} {'first frame s':>14s} {'latency frames':>15s} {'calls':>6s}")
     for key, r in record["runs"].items():
         print(f"{key:22s} {r['fps']:7.1f} {r['first_frame_s']:14.3f} {r['latency_frames']:15.0f} {r['calls']:6.0f}")

@@ -1,6 +1,6 @@
 """End-to-end streaming speed: frames per second (decode included), time to first frame, ms per call.
 
-    python bench/stream_fps.py [--model PATH|random:toy] [--seconds 10] [--repeats 3] [--json out.json]
+    python bench/stream_fps.py [--model PATH|random:toy] [--seconds 10] [--repeats 3] [--compile] [--json out.json]
 
 Prints a JSON record and a table. A benchmark, not a test: nothing here asserts a time.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import machine_record, time_stream  # noqa: E402
+from bench.common import add_compile_arg, machine_record, warm_up, time_stream  # noqa: E402
 from streamdit.pipeline import Pipeline  # noqa: E402
 
 
@@ -36,17 +36,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", help="also write the record here")
+    add_compile_arg(ap)
     args = ap.parse_args()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipe = Pipeline.load(args.model, device=args.device)
+        pipe = Pipeline.load(args.model, device=args.device, compile=args.compile)
     d = pipe.bundle.defaults
     frames = int(args.seconds * d.fps)
     record = machine_record(args, pipe, frames)
+    warm_up(record, lambda: run_once(pipe, frames, "uniform", seed=99))
     for cold in ("uniform", "noise"):
         runs = [run_once(pipe, frames, cold, seed=i) for i in range(args.repeats)]
         record["runs"][cold] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(json.dumps(record, indent=2))
+    if record["compile"]:
+        print(f"\ncompiled: warm-up run (compile included) {record['warmup_s']:.1f} s")
     print(f"\n{'cold start':10s} {'FPS':>7s} {'steady FPS':>11s} {'first frame s':>14s} {'ms/call':>8s}")
     for cold, r in record["runs"].items():
         print(f"{cold:10s} {r['fps']:7.1f} {r['steady_fps']:11.1f} {r['first_frame_s']:14.3f} {r['ms_per_call']:8.1f}")

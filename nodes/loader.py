@@ -124,7 +124,14 @@ class StreamDiTModelLoader:
                                "model); for Wan 2.1 files the full Wan 2.1 VAE (models/vae/wan_2.1_vae.safetensors, "
                                "best quality) or TAEHV (models/vae_approx/"
                                "taew2_1.safetensors, several times faster, for live previews)."}),
-            }
+            },
+            "optional": {
+                "compile": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "torch.compile the network: the first stream compiles it (about 45 s on a 2-core CPU, "
+                               "seconds once cached on disk), then it runs about 1.4x faster on a CPU. Needs a C++ "
+                               "compiler (CPU) or Triton (GPU); without one it warns and runs as before."}),
+            },
         }
 
     @classmethod
@@ -136,7 +143,8 @@ class StreamDiTModelLoader:
                     f"taew2_1.safetensors into models/vae_approx and press Refresh, or choose {OWN_CODEC!r}")
         return True
 
-    def load(self, model: str, device: str, dtype: str, attention: str, decoder: str = OWN_CODEC):
+    def load(self, model: str, device: str, dtype: str, attention: str, decoder: str = OWN_CODEC,
+             compile: bool = False):
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         if model == EMBEDDED:
@@ -164,6 +172,8 @@ class StreamDiTModelLoader:
                     pipe = Pipeline.load(None if model == EMBEDDED and decoder_file is None else source,
                                          decoder=decoder_file, device=dev, dtype=dt, attention_backend=attention)
                 _cache[identity] = pipe
+            if pipe.bundle.model.compile_enabled != bool(compile):
+                pipe.bundle.model.use_compile(bool(compile))
         loaded = LoadedModel(pipe, model, identity, attention)
         host.log.info("streamdit: %s", loaded.describe())
         return (loaded,)

@@ -43,6 +43,8 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=list(DTYPES), default=None)
     p.add_argument("--attention", default="auto", help="attention backend (see 'info')")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network: compiling first (about 45 s on a "
+                   "2-core CPU, seconds once cached on disk), then about 1.4x faster; eager if compiling fails")
 
 
 def open_stream(args):
@@ -51,7 +53,7 @@ def open_stream(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pipe = Pipeline.load(args.model, device=args.device, dtype=DTYPES.get(args.dtype),
-                             attention_backend=args.attention)
+                             attention_backend=args.attention, compile=args.compile)
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
     stream = pipe.stream(_prompt_text(args), seed=args.seed, width=args.width, height=args.height, fps=args.fps,
@@ -198,7 +200,7 @@ def cmd_edit(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pipe = Pipeline.load(args.model, device=args.device, dtype=DTYPES.get(args.dtype),
-                             attention_backend=args.attention)
+                             attention_backend=args.attention, compile=args.compile)
         source = FrameSource.from_path(args.input)
         stream = pipe.edit(source, _prompt_text(args), strength=args.strength, seed=args.seed,
                            cfg_scale=args.cfg, negative_prompt=args.negative, micro_steps=args.micro_steps,
@@ -380,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ed.add_argument("--dtype", choices=list(DTYPES), default=None)
     ed.add_argument("--attention", default="auto")
+    ed.add_argument("--compile", action="store_true", help="torch.compile the network: compiling first (about 45 s on a "
+                   "2-core CPU, seconds once cached on disk), then about 1.4x faster; eager if compiling fails")
     ed.set_defaults(func=cmd_edit)
     ee = sub.add_parser("eval-edit", help="measure pig -> cat editing on held-out renders over a strength sweep")
     ee.add_argument("--model", help="default: the embedded model")

@@ -59,6 +59,7 @@ class ModelDenoiser:
         if self.cfg_scale == 1.0:
             return self.model(xb, t, cond.to(self.dtype))[0].float()
         neg = self.text.get(self.negative_prompt).to(dev).unsqueeze(0)
-        both = self.model(xb.expand(2, *xb.shape[1:]), t.expand(2, -1), torch.cat([cond, neg]).to(self.dtype))
+        # contiguous copies: stride-0 (expanded) batches take slow paths through the network (~15% here)
+        both = self.model(xb.repeat(2, 1, 1, 1, 1), t.repeat(2, 1), torch.cat([cond, neg]).to(self.dtype))
         v_cond, v_neg = both.float().unbind(0)
         return v_neg + self.cfg_scale * (v_cond - v_neg)

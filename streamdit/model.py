@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -247,18 +248,74 @@ class WanDiT(nn.Module):
                 raise ValueError("pass context [B, L, text_dim] or context_kv from model.cross_kv(context)")
             context_kv = [self.embed_text(context)] * len(self.blocks)  # each block projects its own K/V
 
+        rope = rope_table(grid, self.config.head_dim, x.device)
+        masks = [self.window_mask(grid, i) for i in range(len(self.blocks))]
+        return self._core(x, t, context_kv, rope, masks, grid)
+
+    def _run(self, x: Tensor, t: Tensor, context_kv: list, rope: tuple[Tensor, Tensor],
+             masks: list[WindowMask | None], grid: tuple[int, int, int]) -> Tensor:
+        """The network proper on validated inputs (the part use_compile() hands to torch.compile)."""
         x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)  # [B, L, dim]
         e = self.time_embedding(timestep_embedding(t, self.config.freq_dim))  # [B, F, dim] float32
         e0 = self.time_projection(e).unflatten(-1, (6, -1))  # [B, F, 6, dim]
-        rope = rope_table(grid, self.config.head_dim, x.device)
-
-        for i, (block, kv) in enumerate(zip(self.blocks, context_kv)):
-            args = (x, e0, kv, rope, self.window_mask(grid, i), self.attention_backend)
+        for block, kv, mask in zip(self.blocks, context_kv, masks):
+            args = (x, e0, kv, rope, mask, self.attention_backend)
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, *args, use_reentrant=False)
             else:
                 x = block(*args)
         return self.unpatchify(self.head(x, e), grid)
+
+    def _core(self, *args) -> Tensor:
+        compiled = self.__dict__.get("_compiled")
+        if compiled is None:
+            return self._run(*args)
+        return compiled(*args)
+
+    def use_compile(self, enabled: bool = True, **options) -> WanDiT:
+        """Run the network through torch.compile (inductor) from the next call on (enabled=False: eager).
+
+        Inference only: the first call of each input shape compiles (tens of seconds on a CPU; cached
+        on disk by torch for later processes), later calls run the fused kernels. Where compiling
+        fails (no C++ compiler, an unsupported backend) the model warns once and stays eager."""
+        self.__dict__.pop("_compiled", None)
+        if enabled:
+            options.setdefault("dynamic", False)  # a stream uses few shapes: specialise each
+            self.__dict__["_compiled"] = CompiledCore(self._run, options)
+        return self
+
+    @property
+    def compile_enabled(self) -> bool:
+        """use_compile() is on (even if compiling failed and the model fell back to eager)."""
+        return "_compiled" in self.__dict__
+
+    @property
+    def compiled(self) -> bool:
+        """The network runs compiled: enabled and not fallen back to eager."""
+        c = self.__dict__.get("_compiled")
+        return c is not None and not c.failed
+
+
+class CompiledCore:
+    """torch.compile of a function, falling back to the eager function (with one warning) if compiling fails."""
+
+    def __init__(self, fn, options: dict):
+        self.fn, self.failed = fn, False
+        self.compiled = torch.compile(fn, **options)
+
+    def __call__(self, *args) -> Tensor:
+        if self.failed or torch.is_grad_enabled():  # training stays eager: compiled graphs here are for inference
+            return self.fn(*args)
+        try:
+            return self.compiled(*args)
+        except Exception as exc:
+            if not type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise  # not the compiler's: the eager model would fail the same way
+            self.failed = True
+            detail = " ".join(str(exc).split())[:300]
+            warnings.warn(f"torch.compile failed, running the model eagerly instead ({type(exc).__name__}: {detail}). "
+                          "Install a C++ compiler (CPU) or Triton (GPU) to use compile.", stacklevel=3)
+            return self.fn(*args)
 
 
 def count_parameters(config: ModelConfig) -> int:

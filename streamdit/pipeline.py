@@ -72,11 +72,11 @@ class Pipeline:
 
     @classmethod
     def load(cls, path: str | None = None, *, decoder: str | None = None, device: str = "cpu",
-             dtype: torch.dtype | None = None, attention_backend: str = "auto") -> Pipeline:
+             dtype: torch.dtype | None = None, attention_backend: str = "auto", compile: bool = False) -> Pipeline:
         """path None loads the embedded default (or, in a checkout without it, a random toy model
         with a warning); "random:<preset>" builds a random model of any preset; a Wan 2.1 DiT file (any
         layout) loads with `decoder` (a Wan 2.1 VAE or TAEHV file) and takes its text encoder later
-        (with_text_encoder)."""
+        (with_text_encoder). compile=True runs the network through torch.compile (WanDiT.use_compile)."""
         dev = torch.device(device)
         if path is None and default_model_path() is None:
             warnings.warn("no trained default model in this checkout: using a randomly initialised 'toy' "
@@ -97,6 +97,8 @@ class Pipeline:
                              "a decoder (decoder=..., see docs/wan.md)")
         attention.available_backends(dev)  # fail early on a device without any backend
         bundle.model.attention_backend = attention_backend
+        if compile:
+            bundle.model.use_compile()
         return cls(bundle, dev, next(bundle.model.parameters()).dtype)
 
     def with_text_encoder(self, encoder: TextEncoder) -> Pipeline:
