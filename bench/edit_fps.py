@@ -1,6 +1,7 @@
 """End-to-end editing speed: source frames in, edited frames out (encode, network, decode), per strength.
 
-    python bench/edit_fps.py [--model PATH|random:toy] [--seconds 10] [--repeats 3] [--cfg 2] [--compile] [--json out.json]
+    python bench/edit_fps.py [--model PATH|random:toy] [--seconds 10] [--repeats 3] [--cfg 2] [--compile]
+                             [--json out.json]
 
 The source is a toy-world render held in memory (reading a file adds the ffmpeg decode, which runs
 in its own process). Prints a JSON record and a table. A benchmark, not a test: nothing is asserted.

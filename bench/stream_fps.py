@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import add_compile_arg, machine_record, warm_up, time_stream  # noqa: E402
+from bench.common import add_compile_arg, machine_record, time_stream, warm_up  # noqa: E402
 from streamdit.pipeline import Pipeline  # noqa: E402
 
 

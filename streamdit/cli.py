@@ -22,6 +22,10 @@ def _prompt_text(args) -> str:
     return args.prompt.replace("\\n", "\n")
 
 
+COMPILE_HELP = ("torch.compile the network: compiling first (about 45 s on a 2-core CPU, seconds once cached on "
+                "disk), then about 1.4x faster; eager if compiling fails")
+
+
 def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", help="a prompt, or 'time: prompt' lines (e.g. '0s: a pig walking right on grass')")
     p.add_argument("--prompt-file", help="read the prompt or schedule from a file")
@@ -43,8 +47,7 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=list(DTYPES), default=None)
     p.add_argument("--attention", default="auto", help="attention backend (see 'info')")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network: compiling first (about 45 s on a "
-                   "2-core CPU, seconds once cached on disk), then about 1.4x faster; eager if compiling fails")
+    p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
 
 
 def open_stream(args):
@@ -382,8 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ed.add_argument("--dtype", choices=list(DTYPES), default=None)
     ed.add_argument("--attention", default="auto")
-    ed.add_argument("--compile", action="store_true", help="torch.compile the network: compiling first (about 45 s on a "
-                   "2-core CPU, seconds once cached on disk), then about 1.4x faster; eager if compiling fails")
+    ed.add_argument("--compile", action="store_true", help=COMPILE_HELP)
     ed.set_defaults(func=cmd_edit)
     ee = sub.add_parser("eval-edit", help="measure pig -> cat editing on held-out renders over a strength sweep")
     ee.add_argument("--model", help="default: the embedded model")
