@@ -171,4 +171,5 @@ class Pipeline:
         n = sum(p.numel() for p in self.bundle.model.parameters())
         d = dataclasses.asdict(self.bundle.defaults)
         return (f"{self.bundle.path or 'random model'}: {n / 1e6:.2f}M parameters, dim {c.dim}, {c.num_layers} layers; "
-                f"defaults {d['width']}x{d['height']} @ {d['fps']} fps, codec {d['codec']}")
+                f"defaults {d['width']}x{d['height']} @ {d['fps']} fps, codec {d['codec']}"
+                + ("; network torch.compiled" if getattr(self.bundle.model, "compile_enabled", False) else ""))

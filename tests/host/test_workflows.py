@@ -72,3 +72,28 @@ def test_bundled_pig_to_cat_workflow_edits_the_example_video(host, client):
     assert frames.shape == source.shape and fps == src_fps == 16.0  # same length, size and frame rate
     assert video["frames"] == source.shape[0]
     assert json.loads(read_metadata(path)["comment"])["prompt"]["3"]["class_type"] == "StreamDiTVideoEdit"
+
+
+def test_pig_to_cat_workflow_runs_compiled_inside_the_host(host, client):
+    """The Load Model node's compile toggle: torch.compile inside the host's worker thread, same frames."""
+    prompt, ui = load_api("pig_to_cat_edit"), load_ui("pig_to_cat_edit")
+    eager = client.run(prompt, extra_pnginfo={"workflow": ui})
+    assert eager.status == "success", eager.error()
+    (eager_path, _), = saved_videos(host, eager, prompt)
+    for node in nodes_of(prompt, "StreamDiTModelLoader"):
+        prompt[node]["inputs"]["compile"] = True
+    try:
+        run = client.run(prompt, timeout=600, extra_pnginfo={"workflow": ui})  # compiling takes a minute on 2 cores
+        assert run.status == "success", run.error()
+    finally:
+        for node in nodes_of(prompt, "StreamDiTModelLoader"):  # later tests share the cached model: back to eager
+            prompt[node]["inputs"]["compile"] = False
+        client.run(prompt, extra_pnginfo={"workflow": ui})
+    log = host.log_tail(200_000)
+    assert "network torch.compiled" in log and "torch.compile failed" not in log
+    (path, _), = saved_videos(host, run, prompt)
+    compiled, _ = read_video(path)
+    reference, _ = read_video(eager_path)
+    assert compiled.shape == reference.shape
+    # fused kernels may round differently; after the codec and H.264 a level of 255 or two at most
+    assert float((compiled - reference).abs().mean()) < 2 / 255
