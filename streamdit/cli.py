@@ -162,7 +162,7 @@ def cmd_eval(args) -> int:
         if default_teacher_path() is not None:
             models["teacher"] = str(default_teacher_path())
     for name, path in models.items():
-        pipe = Pipeline.load(path, device=args.device)
+        pipe = Pipeline.load(path, device=args.device, compile=args.compile)
         meta = pipe.bundle.meta
         cfg = args.cfg if args.cfg is not None else float(meta.get("cfg_scale", 1.0))
         s = EvalSettings(clips_per_scene=args.clips_per_scene, scenes=args.scenes, clip_seconds=args.seconds,
@@ -243,7 +243,7 @@ def cmd_eval_edit(args) -> int:
     path = args.model or (str(default_model_path()) if default_model_path() else None)
     if path is None:
         raise ValueError("no embedded default model in this checkout: give --model PATH")
-    pipe = Pipeline.load(path, device=args.device)
+    pipe = Pipeline.load(path, device=args.device, compile=args.compile)
     d = pipe.bundle.defaults
     strengths = [float(x) for x in args.strengths.split(",")]
     sources = edit_sources(args.sources, args.seconds, d.fps, (d.height, d.width))
@@ -359,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--long-seconds", type=float, default=60.0)
     e.add_argument("--change-streams", type=int, default=8)
     e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    e.add_argument("--compile", action="store_true", help=COMPILE_HELP + " (same scores to float rounding)")
     e.add_argument("--out", default="docs/eval.md")
     e.add_argument("--json", default="docs/eval.json")
     e.add_argument("--plot", default="docs/img/eval-models.png", help="bar chart of every model's scores ('' = none)")
@@ -397,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     ee.add_argument("--negative", default="source", help="negative prompt when cfg > 1; 'source': each source "
                                                           "clip's own caption (what the video shows)")
     ee.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ee.add_argument("--compile", action="store_true", help=COMPILE_HELP + " (same scores to float rounding)")
     ee.add_argument("--out", default="docs/edit-eval.md")
     ee.add_argument("--json", default="docs/edit-eval.json")
     ee.add_argument("--plot", default="docs/img/edit-sweep.png")
