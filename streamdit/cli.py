@@ -22,8 +22,9 @@ def _prompt_text(args) -> str:
     return args.prompt.replace("\\n", "\n")
 
 
-COMPILE_HELP = ("torch.compile the network: compiling first (about 45 s on a 2-core CPU, seconds once cached on "
-                "disk), then about 1.4x faster; eager if compiling fails")
+def add_compile_arg(p: argparse.ArgumentParser, note: str = "") -> None:
+    p.add_argument("--compile", action="store_true", help="torch.compile the network: compiling first (about 45 s "
+                   "on a 2-core CPU, seconds once cached on disk), then about 1.4x faster; eager if it fails" + note)
 
 
 def add_stream_args(p: argparse.ArgumentParser) -> None:
@@ -47,7 +48,7 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=list(DTYPES), default=None)
     p.add_argument("--attention", default="auto", help="attention backend (see 'info')")
-    p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
+    add_compile_arg(p)
 
 
 def open_stream(args):
@@ -359,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--long-seconds", type=float, default=60.0)
     e.add_argument("--change-streams", type=int, default=8)
     e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    e.add_argument("--compile", action="store_true", help=COMPILE_HELP + " (same scores to float rounding)")
+    add_compile_arg(e, " (same scores to float rounding)")
     e.add_argument("--out", default="docs/eval.md")
     e.add_argument("--json", default="docs/eval.json")
     e.add_argument("--plot", default="docs/img/eval-models.png", help="bar chart of every model's scores ('' = none)")
@@ -386,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ed.add_argument("--dtype", choices=list(DTYPES), default=None)
     ed.add_argument("--attention", default="auto")
-    ed.add_argument("--compile", action="store_true", help=COMPILE_HELP)
+    add_compile_arg(ed)
     ed.set_defaults(func=cmd_edit)
     ee = sub.add_parser("eval-edit", help="measure pig -> cat editing on held-out renders over a strength sweep")
     ee.add_argument("--model", help="default: the embedded model")
@@ -398,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     ee.add_argument("--negative", default="source", help="negative prompt when cfg > 1; 'source': each source "
                                                           "clip's own caption (what the video shows)")
     ee.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ee.add_argument("--compile", action="store_true", help=COMPILE_HELP + " (same scores to float rounding)")
+    add_compile_arg(ee, " (same scores to float rounding)")
     ee.add_argument("--out", default="docs/edit-eval.md")
     ee.add_argument("--json", default="docs/edit-eval.json")
     ee.add_argument("--plot", default="docs/img/edit-sweep.png")

@@ -179,6 +179,7 @@ class WanDiT(nn.Module):
         cfg = self.config = config.validate()
         self.attention_backend = "auto"
         self.gradient_checkpointing = False
+        self._compiled: CompiledCore | None = None  # set by use_compile()
         dim, patch = cfg.dim, cfg.patch_size
         self.patch_embedding = nn.Conv3d(cfg.in_dim, dim, kernel_size=patch, stride=patch)
         self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"),
@@ -250,7 +251,7 @@ class WanDiT(nn.Module):
 
         rope = rope_table(grid, self.config.head_dim, x.device)
         masks = [self.window_mask(grid, i) for i in range(len(self.blocks))]
-        return self._core(x, t, context_kv, rope, masks, grid)
+        return (self._compiled or self._run)(x, t, context_kv, rope, masks, grid)
 
     def _run(self, x: Tensor, t: Tensor, context_kv: list, rope: tuple[Tensor, Tensor],
              masks: list[WindowMask | None], grid: tuple[int, int, int]) -> Tensor:
@@ -266,34 +267,25 @@ class WanDiT(nn.Module):
                 x = block(*args)
         return self.unpatchify(self.head(x, e), grid)
 
-    def _core(self, *args) -> Tensor:
-        compiled = self.__dict__.get("_compiled")
-        if compiled is None:
-            return self._run(*args)
-        return compiled(*args)
-
     def use_compile(self, enabled: bool = True, **options) -> WanDiT:
         """Run the network through torch.compile (inductor) from the next call on (enabled=False: eager).
 
         Inference only: the first call of each input shape compiles (tens of seconds on a CPU; cached
         on disk by torch for later processes), later calls run the fused kernels. Where compiling
         fails (no C++ compiler, an unsupported backend) the model warns once and stays eager."""
-        self.__dict__.pop("_compiled", None)
-        if enabled:
-            options.setdefault("dynamic", False)  # a stream uses few shapes: specialise each
-            self.__dict__["_compiled"] = CompiledCore(self._run, options)
+        options.setdefault("dynamic", False)  # a stream uses few shapes: specialise each
+        self._compiled = CompiledCore(self._run, options) if enabled else None
         return self
 
     @property
     def compile_enabled(self) -> bool:
         """use_compile() is on (even if compiling failed and the model fell back to eager)."""
-        return "_compiled" in self.__dict__
+        return self._compiled is not None
 
     @property
     def compiled(self) -> bool:
         """The network runs compiled: enabled and not fallen back to eager."""
-        c = self.__dict__.get("_compiled")
-        return c is not None and not c.failed
+        return self._compiled is not None and not self._compiled.failed
 
 
 class CompiledCore:
