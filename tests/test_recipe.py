@@ -1,6 +1,7 @@
 """The toy recipe's first stages at toy scale: an autoencoder whose loss falls, a latent cache, crops."""
 import random
 
+import pytest
 import torch
 
 from streamdit.codecs import AutoencoderCodec
@@ -72,3 +73,29 @@ def test_cache_with_sprite_masks_feeds_a_weighted_teacher_loss(tmp_path):
     model, _ = build_teacher(recipe, codec)
     loss, _ = flow_matching_loss(model, batch, recipe.mix, Schedule(1.0), torch.Generator(), 0.1, 4.0)
     assert torch.isfinite(loss)
+
+
+def test_appearing_clips_start_empty_show_their_animal_later_and_are_captioned_with_it(tmp_path):
+    from streamdit.train.recipe import merge_caches, stage_autoencoder, stage_cache
+
+    recipe = ToyRecipe.quick(str(tmp_path / "run"))
+    recipe.appear_clips = 3
+    (tmp_path / "run").mkdir()
+    cache = stage_cache(recipe, stage_autoencoder(recipe))
+    assert (tmp_path / "run" / "cache.pt").is_file() and (tmp_path / "run" / "cache-appear.pt").is_file()
+    assert cache["latents"].shape[0] == 11 and cache["masks"].shape[0] == 11 and len(cache["specs"]) == 11
+    for i, spec in enumerate(cache["specs"][8:], start=8):
+        assert spec["before"][0] is None and spec["after"][0] is not None
+        assert spec["before"][2] == spec["after"][2] and 1 <= spec["switch"] < 24
+        masks = cache["masks"][i]
+        assert not masks[:spec["switch"]].any() and masks[spec["switch"]:].any(dim=(1, 2)).all()
+    # the main cache is unchanged by the appearing clips: a run without them reads the same file
+    plain = torch.load(str(tmp_path / "run" / "cache.pt"), weights_only=True)
+    assert torch.equal(plain["latents"], cache["latents"][:8])
+    data = LatentClips(cache, 1, 16, lambda scene, rng: str(scene[0]))
+    data.latents, data.masks, data.specs = data.latents[8:], data.masks[8:], data.specs[8:]
+    g = torch.Generator().manual_seed(0)
+    seen = {data(0, g)["context"][0] for _ in range(20)}
+    assert {s.after[0] for s in data.specs} & seen  # crops that reach the switch name the animal
+    with pytest.raises(ValueError, match="delete the older one"):
+        merge_caches(plain, dict(plain, frames=12))

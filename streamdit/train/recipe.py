@@ -51,6 +51,7 @@ class ToyRecipe:
     clip_frames: int = 24
     transition_share: float = 0.2
     empty_share: float = 0.03
+    appear_clips: int = 0  # extra clips (cache-appear.pt): background only, then an animal from a random frame on
     teacher_steps: int = 2400
     batch: int = 16
     lr: float = 5e-4
@@ -168,22 +169,64 @@ def stage_autoencoder(recipe: ToyRecipe) -> AutoencoderCodec:
     return codec.eval()
 
 
-def stage_cache(recipe: ToyRecipe, codec: AutoencoderCodec) -> dict:
-    path = Path(recipe.out) / "cache.pt"
+def appear_specs(count: int, recipe: ToyRecipe, g: torch.Generator) -> list[ClipSpec]:
+    """Clips that show an empty background and then an animal from a random frame on (same background).
+
+    A crop is captioned with its newest frame's scene, so these are the only samples where the clean end
+    of the buffer lacks the prompted animal and the model is asked to bring one in: the recovery a long
+    stream needs once its sprite has faded."""
+    specs = []
+    for _ in range(count):
+        scene = random_scene(g)
+        switch = int(torch.randint(1, recipe.clip_frames, (1,), generator=g))
+        seed = int(torch.randint(TRAIN_SEED_RANGE.stop, (1,), generator=g))
+        specs.append(ClipSpec((None, None, scene.background), tuple(scene), switch, seed))
+    return specs
+
+
+def _cache_file(recipe: ToyRecipe, codec: AutoencoderCodec, name: str, specs) -> dict:
+    """Load OUT/<name> or render, encode and save it (atomically) from specs() -> clip specs."""
+    path = Path(recipe.out) / name
     if path.is_file():
         return torch.load(str(path), weights_only=True)
     start = time.perf_counter()
-    g = torch.Generator().manual_seed(recipe.seed + 1)
-    specs = random_specs(recipe.cache_clips, recipe, g)
+    specs = specs()
     cache = build_latent_cache(codec, specs, recipe.clip_frames, recipe.size,
                                lambda part, frames, size: render_specs(part, frames, size,
                                                                        masks=recipe.sprite_weight_flow > 0))
     tmp = path.with_suffix(".tmp")
     torch.save(cache, str(tmp))
     tmp.replace(path)
-    _record(recipe, "cache", {"clips": recipe.cache_clips, "frames": recipe.clip_frames,
-                              "seconds": time.perf_counter() - start})
+    _record(recipe, path.stem, {"clips": len(specs), "frames": recipe.clip_frames,
+                                "seconds": time.perf_counter() - start})
     return cache
+
+
+def stage_cache(recipe: ToyRecipe, codec: AutoencoderCodec) -> dict:
+    """OUT/cache.pt (random scenes and switches), plus OUT/cache-appear.pt when recipe.appear_clips > 0.
+
+    The two files are separate so that the main cache stays the same file across recipes that differ
+    only in their appearing clips (it can be linked from another run)."""
+    def gen(offset: int) -> torch.Generator:
+        return torch.Generator().manual_seed(recipe.seed + offset)
+
+    cache = _cache_file(recipe, codec, "cache.pt", lambda: random_specs(recipe.cache_clips, recipe, gen(1)))
+    if recipe.appear_clips <= 0:
+        return cache
+    extra = _cache_file(recipe, codec, "cache-appear.pt", lambda: appear_specs(recipe.appear_clips, recipe, gen(3)))
+    return merge_caches(cache, extra)
+
+
+def merge_caches(a: dict, b: dict) -> dict:
+    """One cache holding the clips of both (same clip length, size and mask presence)."""
+    if a["frames"] != b["frames"] or a["size"] != b["size"] or ("masks" in a) != ("masks" in b):
+        raise ValueError("latent caches differ in clip length, size or masks: delete the older one and rerun "
+                         f"({a['frames']} vs {b['frames']} frames, size {a['size']} vs {b['size']})")
+    out = {"latents": torch.cat([a["latents"], b["latents"]]), "specs": a["specs"] + b["specs"],
+           "frames": a["frames"], "size": a["size"]}
+    if "masks" in a:
+        out["masks"] = torch.cat([a["masks"], b["masks"]])
+    return out
 
 
 def _record(recipe: ToyRecipe, stage: str, info: dict) -> None:
