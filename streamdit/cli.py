@@ -323,6 +323,7 @@ def cmd_train(args) -> int:
         recipe.codec_from = args.codec_from
     if args.teacher_steps:
         recipe.teacher_steps = args.teacher_steps
+    recipe.override(args.set or [])
     stages = tuple(args.stages.split(",")) if args.stages else ("autoencoder", "cache", "teacher", "student", "export")
     unknown = set(stages) - {"autoencoder", "cache", "teacher", "student", "export"}
     if unknown:
@@ -418,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--variant", default="streamdit", choices=["streamdit", "diagonal", "extension"],
                    help="the shipped recipe, or a baseline of the paper's comparison (teacher only)")
     t.add_argument("--codec-from", help="reuse the autoencoder of this checkpoint (e.g. the shipped model)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a number of the recipe (repeat), e.g. --set appear_clips=600 --set distill_steps=800")
     t.set_defaults(func=cmd_train)
     w = sub.add_parser("finetune-wan", help="fine-tune a Wan 2.1 DiT into StreamDiT (teacher), or distil it "
                                             "(student), on a folder of precomputed latents; runs under torchrun")

@@ -99,3 +99,20 @@ def test_appearing_clips_start_empty_show_their_animal_later_and_are_captioned_w
     assert {s.after[0] for s in data.specs} & seen  # crops that reach the switch name the animal
     with pytest.raises(ValueError, match="delete the older one"):
         merge_caches(plain, dict(plain, frames=12))
+
+
+def test_recipe_overrides_and_a_changed_recipe_is_refused_on_resume(tmp_path):
+    from streamdit.train.recipe import _record
+
+    recipe = ToyRecipe(out=str(tmp_path / "run")).override(["appear_clips=600", "distill-steps=800", "lr=3e-4"])
+    assert (recipe.appear_clips, recipe.distill_steps, recipe.lr) == (600, 800, 3e-4)
+    with pytest.raises(ValueError, match="expected KEY=VALUE with KEY one of .*appear_clips"):
+        recipe.override(["nonsense=1"])
+    with pytest.raises(ValueError, match="distill_steps takes a int, got 'many'"):
+        recipe.override(["distill_steps=many"])
+    (tmp_path / "run").mkdir()
+    _record(recipe, "cache", {"clips": 1})
+    recipe.check_resumable()  # the same recipe resumes
+    other = ToyRecipe(out=str(tmp_path / "run")).override(["appear_clips=600", "distill_steps=400", "lr=3e-4"])
+    with pytest.raises(ValueError, match="distill_steps: 800 there, 400 now.*use a new --out"):
+        other.check_resumable()

@@ -104,6 +104,36 @@ class ToyRecipe:
         d["teacher_partition"] = self.teacher_partition.to_dict()
         return d
 
+    def override(self, pairs: list[str]) -> ToyRecipe:
+        """Set plain number or text fields from "key=value" strings (the CLI's --set); errors list the keys."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("out", "variant")}
+        plain = [k for k, v in values.items() if type(v) in (int, float, str)]
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in plain:
+                raise ValueError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(plain))}")
+            kind = type(getattr(self, key))
+            try:
+                setattr(self, key, kind(value))
+            except ValueError:
+                raise ValueError(f"--set {pair!r}: {key} takes a {kind.__name__}, got {value!r}") from None
+        return self
+
+    def check_resumable(self) -> None:
+        """Refuse to continue a run folder started with another recipe (its checkpoints would not match)."""
+        path = Path(self.out) / "recipe.json"
+        if not path.is_file():
+            return
+        stored = json.loads(path.read_text()).get("recipe", {})
+        defaults = json.loads(json.dumps(type(self)().to_dict()))
+        now = json.loads(json.dumps(self.to_dict()))
+        diff = [f"{k}: {stored.get(k, defaults.get(k))!r} there, {v!r} now" for k, v in now.items()
+                if k != "out" and stored.get(k, defaults.get(k)) != v]
+        if diff:
+            raise ValueError(f"{self.out} was started with another recipe ({'; '.join(diff)}): "
+                             "use a new --out, or the same settings to resume")
+
 
 def random_specs(count: int, recipe: ToyRecipe, g: torch.Generator) -> list[ClipSpec]:
     """Random scenes, a share of them switching scene mid-clip (as a prompt change does)."""
@@ -240,6 +270,7 @@ def run(recipe: ToyRecipe, stages: tuple[str, ...] = ("autoencoder", "cache", "t
         probe_every: int = 1000) -> dict[str, Path]:
     """Run the stages in order (each resumes or skips itself); returns the files written."""
     Path(recipe.out).mkdir(parents=True, exist_ok=True)
+    recipe.check_resumable()
     torch.set_float32_matmul_precision("high")
     codec = stage_autoencoder(recipe)
     if stages == ("autoencoder",):
