@@ -127,3 +127,21 @@ def test_edit_targets_need_all_three_at_once():
     assert not meets_targets({**row, "background_psnr": 24.9})
     assert not meets_targets({**row, "centroid_px": 3.4})
     assert meets_targets({**row, "centroid_px": 5.0}, width=128)  # the motion target scales with the frame size
+
+
+def test_stream_scores_count_streams_not_frames_and_old_results_are_marked():
+    from streamdit.evaluation.scores import stream_rate
+
+    # two streams hold their animal, two lose it: the pooled share is 50%, and four streams cannot say more
+    r = stream_rate([160, 0, 0, 160], [160] * 4)
+    assert r["value"] == 0.5 and r["per_stream"] == [1.0, 0.0, 0.0, 1.0]
+    assert r["ci95"] == pytest.approx(list(wilson(2, 4)))
+    assert r["ci95"][1] - r["ci95"][0] > 0.6 > wilson(320, 640)[1] - wilson(320, 640)[0]
+    assert stream_rate([10, 10], [10, 10])["ci95"][0] < 0.9  # all held, but only two streams
+    r = evaluate_model(RenderPipe(), QUICK, "renders")
+    assert r["long"]["last"]["animal"]["interval"] == "streams" and len(r["change"]["streams"]) == 2
+    old = {**r, "change": {k: v for k, v in r["change"].items() if k != "streams"}}
+    old["change"] = {**old["change"], "cat_after": {**old["change"]["cat_after"], "interval": None}}
+    md = render_markdown({"new": r, "old": old})
+    assert "| new | 2 | 1 s |" in md and "| old | - | 1 s |" in md and "]† |" in md
+    assert md.count("†") == 2  # the legend and the old model's cat score

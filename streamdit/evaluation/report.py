@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..plotting import pyplot
+from .scores import change_rates, long_stream_rates
 
 TARGETS = {"adherence": 0.90, "long": 0.85, "change": 0.90, "student_gap": 0.05}
 
@@ -15,8 +16,29 @@ def _mark(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
+def with_stream_intervals(r: dict) -> dict:
+    """A result whose long-stream and prompt-change scores carry stream-level intervals, recomputed from
+    its per-stream records (results written before those intervals existed carry frame-level ones)."""
+    r = dict(r)
+    if r["long"].get("streams"):
+        r["long"] = {**r["long"], **long_stream_rates(r["long"]["streams"])}
+    if r["change"].get("streams"):
+        r["change"] = {**r["change"], **change_rates(r["change"]["streams"])}
+    return r
+
+
+def _per_stream(rate: dict) -> str:
+    return " ".join(f"{100 * x:.0f}" for x in rate.get("per_stream", []))
+
+
+def _pct_streams(r: dict) -> str:
+    """A stream-level score; a frame-level interval (older results) is marked with a dagger."""
+    return _pct(r) + ("" if r.get("interval") == "streams" else "†")
+
+
 def render_markdown(results: dict[str, dict], header: str = "") -> str:
     """results: {model name: evaluate_model(...) result (plus 'path')}."""
+    results = {name: with_stream_intervals(r) for name, r in results.items()}
     lines = [header] if header else []
     lines += ["## Prompt adherence (one 3-second clip per animal x action x background, held-out seeds)", "",
               "Percent of clips judged right, with 95% Wilson intervals.", "",
@@ -29,24 +51,31 @@ def render_markdown(results: dict[str, dict], header: str = "") -> str:
                      f"| {_pct(a['animal'])} | {_pct(a['background'])} | {_pct(a['motion'])} | {_pct(a['all'])} "
                      f"| {a['speed']:.2f} ({a['truth_speed']:.2f}) |")
     lines += ["", "## Long streams (60 s): first vs last 10 seconds", "",
-              "Animal and background: percent of frames; motion: percent of 3-second pieces.", "",
-              "| model | streams | animal first / last | background first / last | motion first / last "
-              "| motion px/frame first / last |", "|---|---|---|---|---|---|"]
+              "Animal and background: percent of frames; motion: percent of 3-second pieces. The 95% intervals "
+              "treat each stream as one sample (a t interval on the per-stream shares): the frames of one stream "
+              "are not independent, and a few streams cannot pin a share down.", "",
+              "| model | streams | animal first / last | animal last 10 s, per stream | background first / last "
+              "| motion first / last | motion px/frame first / last |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lg = r["long"]
         f, la = lg["first"], lg["last"]
-        lines.append(f"| {name} | {len(lg['streams'])} | {_pct(f['animal'])} / {_pct(la['animal'])} "
-                     f"| {_pct(f['background'])} / {_pct(la['background'])} "
-                     f"| {_pct(f['motion'])} / {_pct(la['motion'])} "
+        lines.append(f"| {name} | {len(lg['streams'])} | {_pct_streams(f['animal'])} / {_pct_streams(la['animal'])} "
+                     f"| {_per_stream(la['animal'])} "
+                     f"| {_pct_streams(f['background'])} / {_pct_streams(la['background'])} "
+                     f"| {_pct_streams(f['motion'])} / {_pct_streams(la['motion'])} "
                      f"| {f['speed']:.2f} / {la['speed']:.2f} |")
     lines += ["", "## Prompt change pig -> cat", "",
               "Percent of frames judged a cat from the delay after the change to the end of the stream; the pig "
-              "before the change and the background after it as checks.", "",
-              "| model | delay | cat after | pig before | background kept |", "|---|---|---|---|---|"]
+              "before the change and the background after it as checks. Intervals over streams as above; † marks "
+              "a frame-level Wilson interval (a run that did not record its streams one by one).", "",
+              "| model | streams | delay | cat after | cat after, per stream | pig before | background kept |",
+              "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         c = r["change"]
-        lines.append(f"| {name} | {c['delay_seconds']:g} s | {_pct(c['cat_after'])} | {_pct(c['pig_before'])} "
-                     f"| {_pct(c['background_after'])} |")
+        n = len(c["streams"]) if c.get("streams") else "-"
+        lines.append(f"| {name} | {n} | {c['delay_seconds']:g} s | {_pct_streams(c['cat_after'])} "
+                     f"| {_per_stream(c['cat_after']) or '-'} | {_pct_streams(c['pig_before'])} "
+                     f"| {_pct_streams(c['background_after'])} |")
     lines += ["", "## Against the targets", "", "| model | adherence >= 90% (each) | last 10 s >= 85% (each) "
               "| pig -> cat >= 90% |", "|---|---|---|---|"]
     for name, r in results.items():
@@ -90,6 +119,7 @@ def plot_models(results: dict[str, dict], path) -> bool:
     def pick(r, group, k):
         return r["long"]["last"][k] if group == "last" else r[group][k]
 
+    results = {name: with_stream_intervals(r) for name, r in results.items()}
     names = list(results)
     width = 0.8 / max(1, len(names))
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), dpi=110, gridspec_kw={"width_ratios": [4, 1]})
@@ -103,7 +133,7 @@ def plot_models(results: dict[str, dict], path) -> bool:
         ax.bar(x, y, width, yerr=err, capsize=2, label=name)
     ax.axhline(90, color="grey", ls=":", lw=1)
     ax.set_xticks(range(len(keys)), labels, fontsize=8)
-    ax.set_ylabel("% judged right (95% CI)")
+    ax.set_ylabel("% judged right (95% CI; streams: per stream)")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=8, ncol=len(names), loc="lower left")
     ax.set_title("Held-out eval: adherence (3-s clips), 60-s streams, prompt change")

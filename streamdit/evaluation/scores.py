@@ -49,9 +49,13 @@ class EvalSettings:
 
 def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval of a proportion (sensible at 0 and 1, unlike the normal approximation)."""
+    return wilson_share(hits / total if total else 0.0, total, z)
+
+
+def wilson_share(p: float, total: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson interval of a share p observed over `total` independent samples."""
     if total == 0:
         return (0.0, 1.0)
-    p = hits / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
     return (max(0.0, centre - half), min(1.0, centre + half))
@@ -60,6 +64,32 @@ def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
 def rate(hits: int, total: int) -> dict:
     lo, hi = wilson(hits, total)
     return {"hits": int(hits), "total": int(total), "value": hits / max(total, 1), "ci95": [lo, hi]}
+
+
+def stream_rate(hits: list[int], totals: list[int]) -> dict:
+    """A share pooled over streams, with a 95% interval that counts each stream as one sample.
+
+    Frames of one stream are not independent (a lost sprite stays lost: streams come out near 0% or 100%),
+    so a frame-level interval would claim a precision a handful of streams cannot give. This is the Wilson
+    interval of the pooled share with the number of streams as the sample size (the design effect of
+    perfectly correlated frames): conservative, and sensible at 0% and 100%."""
+    shares = [h / t for h, t in zip(hits, totals) if t > 0]
+    value = sum(hits) / max(sum(totals), 1)
+    lo, hi = wilson_share(value, len(shares))
+    return {"hits": int(sum(hits)), "total": int(sum(totals)), "value": value, "ci95": [lo, hi],
+            "per_stream": shares, "interval": "streams"}
+
+
+def long_stream_rates(streams: list[dict]) -> dict:
+    """{"first"|"last": {"animal", "background", "motion", "speed"}} from long_streams' per-stream windows."""
+    out = {}
+    for part in ("first", "last"):
+        w = [st[part] for st in streams]
+        out[part] = {"animal": stream_rate([x["animal"] for x in w], [x["frames"] for x in w]),
+                     "background": stream_rate([x["background"] for x in w], [x["frames"] for x in w]),
+                     "motion": stream_rate([x["motion"] for x in w], [x["pieces"] for x in w]),
+                     "speed": sum(x["speed"] for x in w) / max(len(w), 1)}
+    return out
 
 
 def motion_speed(centroids: torch.Tensor, width: int) -> float:
@@ -136,16 +166,7 @@ def long_streams(pipe, s: EvalSettings, bar: Progress | None = None) -> dict:
         video = torch.cat(video)
         streams.append({"scene": list(scene), "first": _window(video[:win], scene, d.fps, d.width),
                         "last": _window(video[-win:], scene, d.fps, d.width)})
-    out = {}
-    for part in ("first", "last"):
-        w = [st[part] for st in streams]
-        frames, pieces = sum(x["frames"] for x in w), sum(x["pieces"] for x in w)
-        out[part] = {"animal": rate(sum(x["animal"] for x in w), frames),
-                     "background": rate(sum(x["background"] for x in w), frames),
-                     "motion": rate(sum(x["motion"] for x in w), pieces),
-                     "speed": sum(x["speed"] for x in w) / max(len(w), 1)}
-    out["streams"] = streams
-    return out
+    return {**long_stream_rates(streams), "streams": streams}
 
 
 def prompt_change(pipe, s: EvalSettings, bar: Progress | None = None) -> dict:
@@ -154,7 +175,7 @@ def prompt_change(pipe, s: EvalSettings, bar: Progress | None = None) -> dict:
     before, after = int(round(s.change_before * d.fps)), int(round(s.change_after * d.fps))
     delay = int(round(s.change_delay * d.fps))
     scenes = [sc for sc in all_scenes() if sc[0] == "pig" and sc[1] != "jumping"]
-    cats = pigs = kept = n_after = n_before = 0
+    streams = []
     for i in range(s.change_streams):
         pig = scenes[i % len(scenes)]
         cat = ("cat", pig[1], pig[2])
@@ -162,14 +183,20 @@ def prompt_change(pipe, s: EvalSettings, bar: Progress | None = None) -> dict:
         video = _stream(pipe, schedule, eval_seed(_CHANGE + i), s).take(before + after)
         fv = judge_frames(video)
         late = range(before + delay, before + after)
-        cats += sum(fv.animals[t] == "cat" for t in late)
-        kept += sum(fv.backgrounds[t] == pig[2] for t in late)
-        pigs += sum(fv.animals[t] == "pig" for t in range(delay, before))
-        n_after, n_before = n_after + len(late), n_before + before - delay
+        streams.append({"scene": list(pig), "cat": sum(fv.animals[t] == "cat" for t in late),
+                        "kept": sum(fv.backgrounds[t] == pig[2] for t in late), "after": len(late),
+                        "pig": sum(fv.animals[t] == "pig" for t in range(delay, before)), "before": before - delay})
         if bar is not None:
             bar.update(before + after)
-    return {"cat_after": rate(cats, n_after), "pig_before": rate(pigs, n_before),
-            "background_after": rate(kept, n_after), "delay_seconds": s.change_delay}
+    return {**change_rates(streams), "delay_seconds": s.change_delay, "streams": streams}
+
+
+def change_rates(streams: list[dict]) -> dict:
+    """Cat after / pig before / background kept, pooled over the change streams (stream-level intervals)."""
+    after, before = [st["after"] for st in streams], [st["before"] for st in streams]
+    return {"cat_after": stream_rate([st["cat"] for st in streams], after),
+            "pig_before": stream_rate([st["pig"] for st in streams], before),
+            "background_after": stream_rate([st["kept"] for st in streams], after)}
 
 
 def evaluate_model(pipe, s: EvalSettings, name: str = "model") -> dict:
