@@ -52,8 +52,9 @@ def render_markdown(results: dict[str, dict], header: str = "") -> str:
                      f"| {a['speed']:.2f} ({a['truth_speed']:.2f}) |")
     lines += ["", "## Long streams (60 s): first vs last 10 seconds", "",
               "Animal and background: percent of frames; motion: percent of 3-second pieces. The 95% intervals "
-              "treat each stream as one sample (a t interval on the per-stream shares): the frames of one stream "
-              "are not independent, and a few streams cannot pin a share down.", "",
+              "count each stream as one sample (Wilson, with the number of streams as the sample size): the frames "
+              "of one stream are not independent (a lost sprite stays lost), and a few streams cannot pin a share "
+              "down.", "",
               "| model | streams | animal first / last | animal last 10 s, per stream | background first / last "
               "| motion first / last | motion px/frame first / last |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
