@@ -145,3 +145,13 @@ def test_stream_scores_count_streams_not_frames_and_old_results_are_marked():
     md = render_markdown({"new": r, "old": old})
     assert "| new | 2 | 1 s |" in md and "| old | - | 1 s |" in md and "]† |" in md
     assert md.count("†") == 2  # the legend and the old model's cat score
+
+
+def test_impossible_eval_settings_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="scenes 0 must be at least 1"):
+        EvalSettings(scenes=0)
+    with pytest.raises(ValueError, match="shorter than their 10 s windows"):
+        EvalSettings(long_seconds=5.0)
+    with pytest.raises(ValueError, match="longer than the delay"):
+        EvalSettings(change_after=1.0)
+    EvalSettings(long_streams=0, long_seconds=1.0)  # no long streams: their length does not matter

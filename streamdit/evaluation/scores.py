@@ -46,6 +46,23 @@ class EvalSettings:
     micro_steps: int | None = None  # None: the model's default
     cfg_scale: float = 1.0
 
+    def __post_init__(self):
+        bad = []
+        if self.clips_per_scene < 1 or (self.scenes is not None and self.scenes < 1):
+            bad.append(f"clips per scene {self.clips_per_scene} and scenes {self.scenes} must be at least 1")
+        if self.clip_seconds <= 0 or self.change_before <= self.change_delay or self.change_after <= self.change_delay:
+            bad.append(f"clips of {self.clip_seconds:g} s, changes {self.change_before:g} s before / "
+                       f"{self.change_after:g} s after with a {self.change_delay:g} s delay: clips must be longer "
+                       "than 0 s and both sides of a change longer than the delay")
+        if self.long_streams < 0 or self.change_streams < 0:
+            bad.append(f"stream counts must be 0 or more, got {self.long_streams} long and "
+                       f"{self.change_streams} change")
+        if self.long_streams and self.long_seconds < self.window_seconds:
+            bad.append(f"long streams of {self.long_seconds:g} s are shorter than their "
+                       f"{self.window_seconds:g} s windows")
+        if bad:
+            raise ValueError("eval settings: " + "; ".join(bad))
+
 
 def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval of a proportion (sensible at 0 and 1, unlike the normal approximation)."""
