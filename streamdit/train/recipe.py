@@ -51,7 +51,7 @@ class ToyRecipe:
     clip_frames: int = 24
     transition_share: float = 0.2
     empty_share: float = 0.03
-    appear_clips: int = 0  # extra clips (cache-appear.pt): background only, then an animal from a random frame on
+    appear_clips: int = 600  # extra clips (cache-appear.pt): background only, then an animal from a random frame on
     teacher_steps: int = 2400
     batch: int = 16
     lr: float = 5e-4
@@ -61,7 +61,7 @@ class ToyRecipe:
     mix: PartitionMix = field(default_factory=PartitionMix)
     teacher_partition: Partition = field(default_factory=lambda: Partition(chunks=8, chunk_frames=2, micro_steps=4))
     cfg_scale: float = 3.0
-    distill_steps: int = 400
+    distill_steps: int = 800
     distill_batch: int = 8
     distill_lr: float = 1e-4
     uniform_fraction: float = 0.25
