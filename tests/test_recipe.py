@@ -66,7 +66,7 @@ def test_cache_with_sprite_masks_feeds_a_weighted_teacher_loss(tmp_path):
     codec = stage_autoencoder(recipe)
     cache = stage_cache(recipe, codec)
     masks = cache["masks"]
-    assert masks.shape == (8, 24, 16, 16) and masks.dtype == torch.bool
+    assert masks.shape == (10, 24, 16, 16) and masks.dtype == torch.bool  # 8 clips + 2 appearing
     assert 0.002 < masks.float().mean() < 0.2  # sprites cover a few percent of the cells (some clips are empty)
     batch = LatentClips(cache, 2, 16, lambda scene, rng: "a pig walking right on grass")(0, torch.Generator())
     assert batch["masks"].shape == (2, 16, 16, 16)
