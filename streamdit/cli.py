@@ -168,7 +168,8 @@ def cmd_eval(args) -> int:
         cfg = args.cfg if args.cfg is not None else float(meta.get("cfg_scale", 1.0))
         s = EvalSettings(clips_per_scene=args.clips_per_scene, scenes=args.scenes, clip_seconds=args.seconds,
                          long_streams=args.long_streams, long_seconds=args.long_seconds,
-                         change_streams=args.change_streams, cfg_scale=cfg)
+                         change_streams=args.change_streams, cfg_scale=cfg,
+                         seed_set="dev" if args.dev else "test")
         r = evaluate_model(pipe, s, name)
         r["path"] = path
         results[name] = r
@@ -357,9 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--clips-per-scene", type=int, default=1, help="clips per animal x action x background (48 scenes)")
     e.add_argument("--scenes", type=int, help="judge only this many of the 48 scenes (a quick look)")
     e.add_argument("--seconds", type=float, default=3.0, help="length of each adherence clip")
-    e.add_argument("--long-streams", type=int, default=4)
+    e.add_argument("--long-streams", type=int, default=12)
     e.add_argument("--long-seconds", type=float, default=60.0)
     e.add_argument("--change-streams", type=int, default=8)
+    e.add_argument("--dev", action="store_true", help="judge on the dev seeds (held out too, never in the "
+                                                     "reported tables): for tuning choices without touching them")
     e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_compile_arg(e, " (same scores to float rounding)")
     e.add_argument("--out", default="docs/eval.md")

@@ -64,6 +64,12 @@ def test_eval_gives_full_marks_to_the_renders_and_writes_tables(tmp_path):
     md = render_markdown({"teacher": r, "student": r})
     assert "| renders" not in md and "| student | 1 / 1 | 6 | 100.0% [" in md and "largest drop 0.0 points" in md
     assert max(score_gaps(r, r).values()) == 0.0
+    # a student judged on one more (lost) stream is compared with the teacher on the stream both ran
+    lost = {"scene": ["dog", "jumping", "sea"], **{w: {"animal": 0, "background": 48, "frames": 48, "motion": 0,
+                                                       "pieces": 1, "speed": 0.0} for w in ("first", "last")}}
+    more = {**r, "long": {**r["long"], "streams": r["long"]["streams"] + [lost]}}
+    assert max(score_gaps(r, more).values()) == 0.0
+    assert "long streams compared on the 1 both ran" in render_markdown({"teacher": r, "student": more})
     from streamdit.evaluation.report import plot_models
 
     png = tmp_path / "models.png"
@@ -154,4 +160,17 @@ def test_impossible_eval_settings_are_refused_with_the_reason():
         EvalSettings(long_seconds=5.0)
     with pytest.raises(ValueError, match="longer than the delay"):
         EvalSettings(change_after=1.0)
+    with pytest.raises(ValueError, match="seed set 'train' is not one of test, dev"):
+        EvalSettings(seed_set="train")
     EvalSettings(long_streams=0, long_seconds=1.0)  # no long streams: their length does not matter
+
+
+def test_dev_seeds_are_held_out_and_disjoint_from_the_reported_ones():
+    from streamdit.evaluation.edit_scores import _EDIT
+    from streamdit.evaluation.scores import _seed
+    from streamdit.toyworld.world import is_eval_seed
+
+    test = {_seed(EvalSettings(), i) for i in range(300_000)}
+    dev = {_seed(EvalSettings(seed_set="dev"), i) for i in range(300_000)}
+    assert all(map(is_eval_seed, dev)) and not test & dev
+    assert not dev & {_seed(EvalSettings(), _EDIT + i) for i in range(1000)}  # nor the edit eval's sources

@@ -87,7 +87,9 @@ def render_markdown(results: dict[str, dict], header: str = "") -> str:
     if "student" in results and "teacher" in results:
         gaps = score_gaps(results["teacher"], results["student"])
         worst = max(gaps.values())
-        lines += ["", f"Student vs teacher: largest drop {100 * worst:.1f} points ({max(gaps, key=gaps.get)}); "
+        n = shared_streams(results["teacher"], results["student"])[2]
+        on = f" (long streams compared on the {n} both ran)" if n else ""
+        lines += ["", f"Student vs teacher: largest drop {100 * worst:.1f} points ({max(gaps, key=gaps.get)}){on}; "
                   f"target within 5 points: {_mark(worst <= TARGETS['student_gap'])}."]
     return "\n".join(lines) + "\n"
 
@@ -101,9 +103,28 @@ def scores(r: dict) -> dict[str, float]:
     return out
 
 
+def shared_streams(a: dict, b: dict) -> tuple[dict, dict, int | None]:
+    """Two results cut to the long streams both ran, and the number kept (None when nothing was cut).
+
+    Stream i has the same seed and scene in every run, so a model judged on 4 streams compares with the
+    first 4 of another's 12; pooled over different stream sets the two numbers would not be comparable."""
+    sa, sb = a["long"].get("streams"), b["long"].get("streams")
+    if not sa or not sb or len(sa) == len(sb):
+        return a, b, None
+    n = min(len(sa), len(sb))
+    if any(x.get("scene") != y.get("scene") for x, y in zip(sa[:n], sb[:n])):
+        return a, b, None
+
+    def cut(r, st):
+        return {**r, "long": {**r["long"], **long_stream_rates(st[:n]), "streams": st[:n]}}
+    return cut(a, sa), cut(b, sb), n
+
+
 def score_gaps(teacher: dict, student: dict) -> dict[str, float]:
-    """How many points (as fractions) the student is below the teacher on each score."""
-    t, s = scores(teacher), scores(student)
+    """How many points (as fractions) the student is below the teacher on each score (long streams compared
+    on the streams both ran)."""
+    t, s, _ = shared_streams(with_stream_intervals(teacher), with_stream_intervals(student))
+    t, s = scores(t), scores(s)
     return {k: t[k] - s[k] for k in t}
 
 
