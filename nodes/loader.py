@@ -13,7 +13,7 @@ from ..streamdit.pipeline import Pipeline, default_model_path, default_teacher_p
 from . import host
 
 EMBEDDED = "streamdit-toy (embedded)"
-EMBEDDED_TEACHER = "streamdit-toy-teacher (embedded; 4 micro steps, set cfg 3)"
+EMBEDDED_TEACHER = "streamdit-toy-teacher (embedded; 4 micro steps, set cfg 1.5)"
 OWN_CODEC = "model's own codec"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -107,7 +107,7 @@ class StreamDiTModelLoader:
                     "default": EMBEDDED,
                     "tooltip": "Which model to stream with. The embedded toy model knows prompts such as "
                                "'a pig walking right on grass' or 'a cat jumping at night'. Its teacher is the "
-                               "slower guided model it was distilled from (set cfg 3 on the prompt node)."}),
+                               "slower guided model it was distilled from (set cfg 1.5 on the prompt node)."}),
                 "device": (device_choices(), {
                     "default": "auto",
                     "tooltip": "Where the model runs. auto = the device ComfyUI uses (the CPU under --cpu)."}),

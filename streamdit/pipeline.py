@@ -29,7 +29,7 @@ def default_model_path() -> Path | None:
 
 
 def default_teacher_path() -> Path | None:
-    """The guided teacher the default model was distilled from (4 micro steps, cfg 3), if shipped."""
+    """The guided teacher the default model was distilled from (4 micro steps, cfg 1.5), if shipped."""
     return DEFAULT_TEACHER if DEFAULT_TEACHER.is_file() else None
 
 

@@ -60,8 +60,8 @@ class ToyRecipe:
     text_dropout: float = 0.1
     mix: PartitionMix = field(default_factory=PartitionMix)
     teacher_partition: Partition = field(default_factory=lambda: Partition(chunks=8, chunk_frames=2, micro_steps=4))
-    cfg_scale: float = 3.0
-    distill_steps: int = 800
+    cfg_scale: float = 1.5  # the teacher's guidance, folded into the student (docs/training.md: the scan)
+    distill_steps: int = 1000
     distill_batch: int = 8
     distill_lr: float = 1e-4
     uniform_fraction: float = 0.25
