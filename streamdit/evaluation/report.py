@@ -85,9 +85,9 @@ def render_markdown(results: dict[str, dict], header: str = "") -> str:
                      f"| {_mark(min(la[k]['value'] for k in ('animal', 'background', 'motion')) >= 0.85)} "
                      f"| {_mark(c['cat_after']['value'] >= 0.9)} |")
     if "student" in results and "teacher" in results:
-        gaps = score_gaps(results["teacher"], results["student"])
+        teacher, student, n = shared_streams(results["teacher"], results["student"])  # cut once, here
+        gaps = _gaps(teacher, student)
         worst = max(gaps.values())
-        n = shared_streams(results["teacher"], results["student"])[2]
         on = f" (long streams compared on the {n} both ran)" if n else ""
         lines += ["", f"Student vs teacher: largest drop {100 * worst:.1f} points ({max(gaps, key=gaps.get)}){on}; "
                   f"target within 5 points: {_mark(worst <= TARGETS['student_gap'])}."]
@@ -123,8 +123,11 @@ def shared_streams(a: dict, b: dict) -> tuple[dict, dict, int | None]:
 def score_gaps(teacher: dict, student: dict) -> dict[str, float]:
     """How many points (as fractions) the student is below the teacher on each score (long streams compared
     on the streams both ran)."""
-    t, s, _ = shared_streams(with_stream_intervals(teacher), with_stream_intervals(student))
-    t, s = scores(t), scores(s)
+    return _gaps(*shared_streams(with_stream_intervals(teacher), with_stream_intervals(student))[:2])
+
+
+def _gaps(teacher: dict, student: dict) -> dict[str, float]:
+    t, s = scores(teacher), scores(student)
     return {k: t[k] - s[k] for k in t}
 
 
