@@ -131,3 +131,47 @@ def test_distillation_step_reduces_its_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_distillation_with_reference_frames_keeps_them_clean_and_out_of_the_loss():
+    p = Partition(chunks=2, chunk_frames=2, micro_steps=2, ref_frames=3)
+    g = torch.Generator().manual_seed(0)
+    u0, u1 = segment_starts(p, 2, torch.tensor([False, True]), g)
+    assert u0[0].tolist() == [0.0, 0.0, 0.0, 0.5, 0.5, 1.0, 1.0] and u1[0].tolist() == [0.0] * 5 + [0.5] * 2
+    assert len(set(u0[1].tolist())) == 1 and u0[1, 0] > 0  # the uniform pass includes the reference frames
+    sch = Schedule(1.0)
+    x0 = torch.randn(2, 3, 7, 2, 2, dtype=torch.float64)
+    eps = torch.randn_like(x0)
+    s0 = sch.sigmas(u0).view(2, 1, -1, 1, 1)
+
+    def exact(x, t, context):
+        s = (t.double() / 1000).view(x.shape[0], 1, -1, 1, 1)
+        return torch.where(s > 0, (x - x0) / s.clamp(min=1e-9), torch.full_like(x, 1e6))  # junk at sigma 0
+
+    x_start = (1 - s0) * x0 + s0 * eps
+    x_end = teacher_segment(exact, x_start, u0, p, sch, None, None, cfg_scale=1.0)
+    torch.testing.assert_close(x_end[0, :, :3], x0[0, :, :3])  # references untouched despite their velocity
+    s1 = sch.sigmas(u1).view(2, 1, -1, 1, 1)
+    assert float((x_end - ((1 - s1) * x0 + s1 * eps)).abs().max()) < 1e-5
+
+    class Probe(torch.nn.Module):
+        def __init__(self, junk_refs: bool):
+            super().__init__()
+            self.w, self.junk = torch.nn.Parameter(torch.ones(())), junk_refs
+
+        def forward(self, x, t, context):
+            out = self.w * x
+            if self.junk:  # a student that is wrong only on the (streaming) reference frames
+                out = out.clone()
+                out[:, :, :3] += 100.0 * (t[:, :3] == 0).view(x.shape[0], 1, 3, 1, 1)
+            return out
+
+    teacher = Probe(False)
+    batch = {"latents": torch.randn(4, 3, 9, 2, 2), "context": torch.randn(4, 4, 8)}
+    config = DistillConfig(p, cfg_scale=1.0, uniform_fraction=0.0)
+    a, _ = distill_loss(Probe(False), teacher, batch, config, sch, torch.Generator().manual_seed(3))
+    b, _ = distill_loss(Probe(True), teacher, batch, config, sch, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="teacher's buffer holds 7"):
+        distill_loss(Probe(False), teacher, {"latents": torch.randn(4, 3, 6, 2, 2), "context": None}, config, sch,
+                     torch.Generator().manual_seed(3))

@@ -6,6 +6,10 @@ fraction of samples, all frames share one level u = k/N (the uniform pass of the
 streaming-only student would not know). The teacher runs its s guided micro steps on the whole
 buffer; the student regresses, per frame, the displacement divided by that frame's own signed
 segment length in sigma: (x_end - x_start) / (sigma_end - sigma_start).
+
+With K > 0 reference frames the buffer is K + F frames: in the streaming layout the K oldest stay
+clean (u = 0) and are context only, out of the loss; the uniform layout (the cold start, which with
+K > 0 runs the whole buffer down to u = 0) puts all K + F frames at one level.
 """
 from __future__ import annotations
 
@@ -25,12 +29,14 @@ class DistillConfig:
 
 
 def segment_starts(partition: Partition, batch: int, uniform: torch.Tensor, generator: torch.Generator):
-    """u at the start of each frame's segment [B, F] (float64) and the u it reaches after s steps."""
-    n, c = partition.chunks, partition.chunk_frames
-    streaming = (torch.arange(1, n + 1, dtype=torch.float64) / n).repeat_interleave(c)  # chunk k at k/N
+    """u at the start of each frame's segment [B, K + F] (float64) and the u it reaches after s steps
+    (reference frames of streaming samples stay at 0)."""
+    n, c, k = partition.chunks, partition.chunk_frames, partition.ref_frames
+    streaming = torch.cat([torch.zeros(k, dtype=torch.float64),
+                           (torch.arange(1, n + 1, dtype=torch.float64) / n).repeat_interleave(c)])  # chunk i at i/N
     level = torch.randint(1, n + 1, (batch,), generator=generator).to(torch.float64) / n
     u0 = torch.where(uniform.view(-1, 1), level.view(-1, 1), streaming.view(1, -1))
-    return u0, u0 - 1.0 / n
+    return u0, (u0 - 1.0 / n).clamp(min=0.0)
 
 
 @torch.no_grad()
@@ -39,9 +45,9 @@ def teacher_segment(teacher: nn.Module, x: torch.Tensor, u0: torch.Tensor, parti
     """Run the teacher's s guided micro steps of 1/(s N) in u from u0; returns x at u0 - 1/N."""
     s, n = partition.micro_steps, partition.chunks
     b = x.shape[0]
-    for j in range(s):
-        sig = schedule.sigmas(u0 - j / (s * n))
-        sig_next = schedule.sigmas(u0 - (j + 1) / (s * n))
+    for j in range(s):  # clean reference frames stay at u = 0: a zero step leaves them as they are
+        sig = schedule.sigmas((u0 - j / (s * n)).clamp(min=0.0))
+        sig_next = schedule.sigmas((u0 - (j + 1) / (s * n)).clamp(min=0.0))
         t = (sig * 1000).float().to(x.device)
         if cfg_scale == 1.0:
             v = teacher(x, t, cond).float()
@@ -61,7 +67,9 @@ def distill_loss(student: nn.Module, teacher: nn.Module, batch: dict, config: Di
                  generator: torch.Generator) -> tuple[torch.Tensor, dict]:
     """batch: latents [B, C, >= F, h, w] (clean), context: prompts or embeddings. Teacher frozen."""
     p = config.teacher
-    f = p.stream_frames
+    f = p.buffer_frames
+    if batch["latents"].shape[2] < f:
+        raise ValueError(f"batch has {batch['latents'].shape[2]} frames, the teacher's buffer holds {f} (K + N c)")
     x0 = batch["latents"][:, :, -f:].float()
     b = x0.shape[0]
     uniform = torch.rand(b, generator=generator) < config.uniform_fraction
@@ -78,7 +86,10 @@ def distill_loss(student: nn.Module, teacher: nn.Module, batch: dict, config: Di
     else:
         uncond = torch.zeros_like(cond)
     x_end = teacher_segment(teacher, x_start, u0, p, schedule, cond, uncond, config.cfg_scale)
-    target = (x_end - x_start) / (sig1 - sig0).to(x0).view(b, 1, -1, 1, 1)
+    moved = (sig1 != sig0).to(x0).view(b, 1, -1, 1, 1)  # 0 on clean reference frames: context only
+    step = torch.where(sig1 != sig0, sig1 - sig0, torch.ones_like(sig0)).to(x0).view(b, 1, -1, 1, 1)
+    target = (x_end - x_start) / step
     pred = student(x_start, (sig0 * 1000).float().to(x0.device), cond).float()
-    loss = (pred - target).pow(2).mean()
+    err = (pred - target).pow(2) * moved
+    loss = err.sum() / (moved.sum() * err.shape[1] * err.shape[3] * err.shape[4])
     return loss, {"uniform_share": uniform.float().mean().item()}

@@ -375,7 +375,7 @@ def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teach
     student = copy.deepcopy(teacher).train()
     for p in student.parameters():
         p.requires_grad_(True)
-    data = LatentClips(cache, recipe.distill_batch, recipe.teacher_partition.stream_frames, caption)
+    data = LatentClips(cache, recipe.distill_batch, recipe.teacher_partition.buffer_frames, caption)
     config = DistillConfig(recipe.teacher_partition, recipe.cfg_scale, recipe.uniform_fraction)
     schedule = Schedule(1.0)
 
