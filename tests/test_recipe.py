@@ -28,6 +28,14 @@ def test_quick_stages_write_codec_cache_and_crops(tmp_path):
     a, b = data(0, torch.Generator().manual_seed(1)), data(0, torch.Generator().manual_seed(1))
     assert a["latents"].shape == (3, 8, 16, 16, 16) and torch.equal(a["latents"], b["latents"])
     assert a["context"] == b["context"] and len(a["context"]) == 3
+    # per-clip weights: a clip of weight 0 is never drawn, and bad weights are refused
+    only = torch.zeros(8)
+    only[5] = 1.0
+    weighted = LatentClips(cache, batch_size=6, frames=16, caption=lambda scene, rng: "", weights=only)
+    crop = weighted(0, torch.Generator().manual_seed(2))["latents"]
+    assert all(any(torch.equal(c, cache["latents"][5, :, o:o + 16].float()) for o in range(9)) for c in crop)
+    with pytest.raises(ValueError, match="clip weights must be 8 non-negative"):
+        LatentClips(cache, 2, 16, lambda scene, rng: "", weights=torch.ones(3))
     # a crop is captioned with the scene its newest frame shows
     spec = data.specs[0]
     words = random.Random(0)
@@ -39,6 +47,7 @@ def test_quick_recipe_exports_student_teacher_and_baselines_that_stream(tmp_path
     from streamdit.train.recipe import ToyRecipe as R
 
     out = run(R.quick(str(tmp_path / "main")))
+    assert (tmp_path / "main" / "teacher-tune" / "checkpoint-0000002.pt").is_file()  # the tune stage ran
     student, teacher = Pipeline.load(str(out["student"])), Pipeline.load(str(out["teacher"]))
     assert student.bundle.defaults.micro_steps == 1 and teacher.bundle.defaults.micro_steps == 1
     assert teacher.bundle.meta["role"] == "teacher" and student.bundle.meta["role"] == "student"

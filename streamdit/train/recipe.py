@@ -3,6 +3,8 @@
 1. autoencoder codec on rendered frames      -> OUT/autoencoder.safetensors
 2. latent cache of rendered clips             -> OUT/cache.pt (not shipped)
 3. teacher: buffered flow matching, mixed partitions, text dropout -> OUT/teacher/
+3b. with tune_steps > 0: the teacher tuned on streaming partitions only, jumping clips drawn more often
+   -> OUT/teacher-tune/ (docs/training.md: the hop's continuation)
 4. student: segment-wise distillation (s -> 1, guidance folded in) -> OUT/student/
 5. export: OUT/streamdit-toy.safetensors (student) and OUT/streamdit-toy-teacher.safetensors
 
@@ -67,6 +69,11 @@ class ToyRecipe:
     uniform_fraction: float = 0.25
     sprite_weight_flow: float = 10.0  # sprite cells weigh 1 + this in the teacher's loss (cache with masks)
     teacher_weights: str = "raw"  # "raw" or "ema": which teacher weights are shipped and distilled from
+    tune_steps: int = 0  # > 0: tune the teacher on streaming partitions (no c = B), to continue hops
+    tune_lr: float = 2e-4
+    tune_jump_weight: float = 3.0  # clips with a jumping scene are drawn this many times as often
+    tune_chunk_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    tune_chunk_probs: tuple[float, ...] = (0.2, 0.5, 0.2, 0.1)
     variant: str = "streamdit"  # or a baseline: "diagonal", "extension"
     codec_from: str | None = None  # take the autoencoder from this checkpoint instead of training one
 
@@ -74,7 +81,7 @@ class ToyRecipe:
     def quick(cls, out: str) -> ToyRecipe:
         """A few steps of every stage (tests and smoke runs)."""
         return cls(out=out, ae_steps=3, ae_batch=4, cache_clips=8, appear_clips=2, teacher_steps=3, batch=2, warmup=1,
-                   distill_steps=2, distill_batch=2,
+                   distill_steps=2, distill_batch=2, tune_steps=2,
                    teacher_partition=Partition(chunks=8, chunk_frames=2, micro_steps=1))
 
     @classmethod
@@ -281,6 +288,8 @@ def run(recipe: ToyRecipe, stages: tuple[str, ...] = ("autoencoder", "cache", "t
     written: dict[str, Path] = {}
     if "teacher" in stages or "student" in stages or "export" in stages:
         teacher = stage_teacher(recipe, codec, cache, probe_every)
+        if recipe.tune_steps > 0:
+            teacher = stage_teacher_tune(recipe, codec, cache, teacher)
         if recipe.variant != "streamdit":  # baselines are compared as teachers: no distillation
             if "export" in stages:
                 p = recipe.teacher_partition
@@ -359,6 +368,35 @@ def stage_teacher(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, probe
     trainer = _loop(recipe, "teacher", model, loss_fn, data, recipe.teacher_steps, recipe.lr, recipe.warmup,
                     recipe.ema, probe_every, probe, recipe.teacher_weights)
     return final_module(trainer, recipe.teacher_weights).eval()
+
+
+def stage_teacher_tune(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher):
+    """Continue the teacher on streaming partitions only (tune_chunk_sizes, no c = B) with jumping clips drawn
+    tune_jump_weight times as often, at tune_lr without EMA; returns the tuned raw weights. Measured: the
+    teacher alone continues a hop for about one period from a rendered start and then damps; this stage is
+    what holds the hop up (docs/training.md)."""
+    from ..partition import Schedule
+    from .flow import flow_matching_loss
+    from .toydata import LatentClips
+
+    mix = dataclasses.replace(recipe.mix, chunk_sizes=tuple(recipe.tune_chunk_sizes),
+                              chunk_probs=tuple(recipe.tune_chunk_probs))
+    model = teacher.train()
+    for prm in model.parameters():
+        prm.requires_grad_(True)
+    jumping = torch.tensor([float("jumping" in (s["before"][1], s["after"][1])) for s in cache["specs"]])
+    weights = 1.0 + (recipe.tune_jump_weight - 1.0) * jumping
+    data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption, weights=weights)
+    schedule = Schedule(1.0)
+
+    def loss_fn(m, batch, g):
+        return flow_matching_loss(m, batch, mix, schedule, g, recipe.text_dropout, recipe.sprite_weight_flow)
+
+    probe = partial(probe_adherence, recipe=recipe, codec=codec, micro_steps=recipe.teacher_partition.micro_steps,
+                    cfg_scale=recipe.cfg_scale)
+    trainer = _loop(recipe, "teacher-tune", model, loss_fn, data, recipe.tune_steps, recipe.tune_lr,
+                    max(1, recipe.tune_steps // 30), 0.0, recipe.tune_steps, probe, "raw")
+    return trainer.raw_module().eval()
 
 
 def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher):

@@ -57,7 +57,8 @@ def build_latent_cache(codec: AutoencoderCodec, specs: list[ClipSpec], frames: i
 class LatentClips:
     """data(step, generator) -> {"latents": [B, C, frames, h, w], "context": [captions]}: deterministic."""
 
-    def __init__(self, cache: dict, batch_size: int, frames: int, caption: Callable[[Scene, random.Random], str]):
+    def __init__(self, cache: dict, batch_size: int, frames: int, caption: Callable[[Scene, random.Random], str],
+                 weights: torch.Tensor | None = None):
         self.latents = cache["latents"]
         self.masks = cache.get("masks")  # [n, T, h, w] sprite cells, when the cache has them
         self.specs = [ClipSpec(**{**s, "before": tuple(s["before"]), "after": tuple(s["after"])})
@@ -65,10 +66,18 @@ class LatentClips:
         self.batch_size, self.frames, self.caption = batch_size, frames, caption
         if self.latents.shape[2] < frames:
             raise ValueError(f"cached clips have {self.latents.shape[2]} frames; crops need {frames}")
+        if weights is not None and (weights.shape != (len(self.specs),) or bool((weights < 0).any())
+                                    or float(weights.sum()) <= 0):
+            raise ValueError(f"clip weights must be {len(self.specs)} non-negative numbers with a positive sum")
+        self.weights = weights  # per-clip sampling weights (None: uniform)
 
     def __call__(self, step: int, generator: torch.Generator) -> dict:
         n, t = self.latents.shape[0], self.latents.shape[2]
-        idx = torch.randint(n, (self.batch_size,), generator=generator).tolist()
+        if self.weights is None:
+            idx = torch.randint(n, (self.batch_size,), generator=generator).tolist()
+        else:
+            idx = torch.multinomial(self.weights.double(), self.batch_size, replacement=True,
+                                    generator=generator).tolist()
         off = torch.randint(t - self.frames + 1, (self.batch_size,), generator=generator).tolist()
         words = random.Random(int(torch.randint(2**31, (1,), generator=generator)))
         latents, captions, masks = [], [], []
