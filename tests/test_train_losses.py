@@ -85,6 +85,15 @@ def test_text_dropout_empties_some_prompts():
     assert 8 <= dropped <= 35
 
 
+def point_mass_velocity(x0: torch.Tensor):
+    """The exact velocity field of data x0 (repeated for guidance's doubled batch); junk at sigma 0."""
+    def velocity(x, t, context):
+        s = (t.double() / 1000).view(x.shape[0], 1, -1, 1, 1)
+        target = torch.cat([x0] * (x.shape[0] // x0.shape[0]))
+        return torch.where(s > 0, (x - target) / s.clamp(min=1e-9), torch.full_like(x, 1e6))
+    return velocity
+
+
 def test_segment_layout_and_teacher_segment_on_point_mass():
     p = Partition(chunks=4, chunk_frames=2, micro_steps=3)
     g = torch.Generator().manual_seed(0)
@@ -97,11 +106,7 @@ def test_segment_layout_and_teacher_segment_on_point_mass():
     eps = torch.randn_like(x0)
     s0 = sch.sigmas(u0).view(4, 1, -1, 1, 1)
 
-    def exact(x, t, context):
-        s = (t.double() / 1000).view(x.shape[0], 1, -1, 1, 1)
-        return (x - torch.cat([x0] * (x.shape[0] // 4))) / s
-
-    x_end = teacher_segment(exact, (1 - s0) * x0 + s0 * eps, u0, p, sch, None, None, cfg_scale=1.0)
+    x_end = teacher_segment(point_mass_velocity(x0), (1 - s0) * x0 + s0 * eps, u0, p, sch, None, None, cfg_scale=1.0)
     s1 = sch.sigmas(u1).view(4, 1, -1, 1, 1)
     assert float((x_end - ((1 - s1) * x0 + s1 * eps)).abs().max()) < 1e-5  # t passes through float32
 
@@ -144,12 +149,8 @@ def test_distillation_with_reference_frames_keeps_them_clean_and_out_of_the_loss
     eps = torch.randn_like(x0)
     s0 = sch.sigmas(u0).view(2, 1, -1, 1, 1)
 
-    def exact(x, t, context):
-        s = (t.double() / 1000).view(x.shape[0], 1, -1, 1, 1)
-        return torch.where(s > 0, (x - x0) / s.clamp(min=1e-9), torch.full_like(x, 1e6))  # junk at sigma 0
-
     x_start = (1 - s0) * x0 + s0 * eps
-    x_end = teacher_segment(exact, x_start, u0, p, sch, None, None, cfg_scale=1.0)
+    x_end = teacher_segment(point_mass_velocity(x0), x_start, u0, p, sch, None, None, cfg_scale=1.0)
     torch.testing.assert_close(x_end[0, :, :3], x0[0, :, :3])  # references untouched despite their velocity
     s1 = sch.sigmas(u1).view(2, 1, -1, 1, 1)
     assert float((x_end - ((1 - s1) * x0 + s1 * eps)).abs().max()) < 1e-5

@@ -86,10 +86,9 @@ def distill_loss(student: nn.Module, teacher: nn.Module, batch: dict, config: Di
     else:
         uncond = torch.zeros_like(cond)
     x_end = teacher_segment(teacher, x_start, u0, p, schedule, cond, uncond, config.cfg_scale)
-    moved = (sig1 != sig0).to(x0).view(b, 1, -1, 1, 1)  # 0 on clean reference frames: context only
-    step = torch.where(sig1 != sig0, sig1 - sig0, torch.ones_like(sig0)).to(x0).view(b, 1, -1, 1, 1)
-    target = (x_end - x_start) / step
+    seg = (sig1 - sig0).to(x0)
+    moved = seg != 0  # False on clean reference frames: context only
+    target = (x_end - x_start) / torch.where(moved, seg, 1.0).view(b, 1, -1, 1, 1)
     pred = student(x_start, (sig0 * 1000).float().to(x0.device), cond).float()
-    err = (pred - target).pow(2) * moved
-    loss = err.sum() / (moved.sum() * err.shape[1] * err.shape[3] * err.shape[4])
+    loss = (pred - target).pow(2).transpose(1, 2)[moved].mean()
     return loss, {"uniform_share": uniform.float().mean().item()}

@@ -347,46 +347,12 @@ def _loop(recipe: ToyRecipe, name: str, model, loss_fn, data, steps: int, lr: fl
     return trainer
 
 
-def stage_teacher(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, probe_every: int = 1000):
-    """Buffered flow matching with the partition mix and text dropout; returns recipe.teacher_weights.
-
-    Raw by default: at 2,400 steps the model still improves fast and even a warmed-up 0.999 EMA
-    averages weights from a thousand steps back (docs/training.md has the measurement)."""
+def _flow_stage(recipe: ToyRecipe, codec: AutoencoderCodec, name: str, model, mix: PartitionMix, data, steps: int,
+                lr: float, warmup: int, ema: float, probe_every: int, weights: str):
+    """Buffered flow matching of `model` on `data` with `mix` in OUT/<name>/; returns the `weights` module."""
     from ..partition import Schedule
     from .flow import flow_matching_loss
-    from .toydata import LatentClips
 
-    model, _ = build_teacher(recipe, codec)
-    data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption)
-    schedule = Schedule(1.0)
-
-    def loss_fn(m, batch, g):
-        return flow_matching_loss(m, batch, recipe.mix, schedule, g, recipe.text_dropout, recipe.sprite_weight_flow)
-
-    probe = partial(probe_adherence, recipe=recipe, codec=codec, micro_steps=recipe.teacher_partition.micro_steps,
-                    cfg_scale=recipe.cfg_scale)
-    trainer = _loop(recipe, "teacher", model, loss_fn, data, recipe.teacher_steps, recipe.lr, recipe.warmup,
-                    recipe.ema, probe_every, probe, recipe.teacher_weights)
-    return final_module(trainer, recipe.teacher_weights).eval()
-
-
-def stage_teacher_tune(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher):
-    """Continue the teacher on streaming partitions only (tune_chunk_sizes, no c = B) with jumping clips drawn
-    tune_jump_weight times as often, at tune_lr without EMA; returns the tuned raw weights. Measured: the
-    teacher alone continues a hop for about one period from a rendered start and then damps; this stage is
-    what holds the hop up (docs/training.md)."""
-    from ..partition import Schedule
-    from .flow import flow_matching_loss
-    from .toydata import LatentClips
-
-    mix = dataclasses.replace(recipe.mix, chunk_sizes=tuple(recipe.tune_chunk_sizes),
-                              chunk_probs=tuple(recipe.tune_chunk_probs))
-    model = teacher.train()
-    for prm in model.parameters():
-        prm.requires_grad_(True)
-    jumping = torch.tensor([float("jumping" in (s["before"][1], s["after"][1])) for s in cache["specs"]])
-    weights = 1.0 + (recipe.tune_jump_weight - 1.0) * jumping
-    data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption, weights=weights)
     schedule = Schedule(1.0)
 
     def loss_fn(m, batch, g):
@@ -394,9 +360,38 @@ def stage_teacher_tune(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, 
 
     probe = partial(probe_adherence, recipe=recipe, codec=codec, micro_steps=recipe.teacher_partition.micro_steps,
                     cfg_scale=recipe.cfg_scale)
-    trainer = _loop(recipe, "teacher-tune", model, loss_fn, data, recipe.tune_steps, recipe.tune_lr,
-                    max(1, recipe.tune_steps // 30), 0.0, recipe.tune_steps, probe, "raw")
-    return trainer.raw_module().eval()
+    trainer = _loop(recipe, name, model, loss_fn, data, steps, lr, warmup, ema, probe_every, probe, weights)
+    return final_module(trainer, weights).eval()
+
+
+def stage_teacher(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, probe_every: int = 1000):
+    """Buffered flow matching with the partition mix and text dropout; returns recipe.teacher_weights.
+
+    Raw by default: at 2,400 steps the model still improves fast and even a warmed-up 0.999 EMA
+    averages weights from a thousand steps back (docs/training.md has the measurement)."""
+    from .toydata import LatentClips
+
+    model, _ = build_teacher(recipe, codec)
+    data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption)
+    return _flow_stage(recipe, codec, "teacher", model, recipe.mix, data, recipe.teacher_steps, recipe.lr,
+                       recipe.warmup, recipe.ema, probe_every, recipe.teacher_weights)
+
+
+def stage_teacher_tune(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher):
+    """Continue the teacher on streaming partitions only (tune_chunk_sizes, no c = B) with jumping clips drawn
+    tune_jump_weight times as often, at tune_lr without EMA; returns the tuned raw weights. Measured: the
+    teacher alone continues a hop for about one period from a rendered start and then damps; this stage is
+    what holds the hop up (docs/training.md)."""
+    from .toydata import LatentClips
+
+    mix = dataclasses.replace(recipe.mix, chunk_sizes=tuple(recipe.tune_chunk_sizes),
+                              chunk_probs=tuple(recipe.tune_chunk_probs))
+    jumping = torch.tensor([float("jumping" in (s["before"][1], s["after"][1])) for s in cache["specs"]])
+    data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption,
+                       weights=1.0 + (recipe.tune_jump_weight - 1.0) * jumping)
+    # stage_teacher hands over trainable weights
+    return _flow_stage(recipe, codec, "teacher-tune", teacher.train(), mix, data, recipe.tune_steps, recipe.tune_lr,
+                       max(1, recipe.tune_steps // 30), 0.0, recipe.tune_steps, "raw")
 
 
 def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher):
