@@ -119,6 +119,8 @@ def test_recipe_overrides_and_a_changed_recipe_is_refused_on_resume(tmp_path):
         recipe.override(["nonsense=1"])
     with pytest.raises(ValueError, match="distill_steps takes a int, got 'many'"):
         recipe.override(["distill_steps=many"])
+    with pytest.raises(ValueError, match="cold_start_teacher must be 'tuned' or 'untuned', got 'old'"):
+        recipe.override(["cold_start_teacher=old"])
     (tmp_path / "run").mkdir()
     _record(recipe, "cache", {"clips": 1})
     recipe.check_resumable()  # the same recipe resumes

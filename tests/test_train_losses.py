@@ -176,3 +176,30 @@ def test_distillation_with_reference_frames_keeps_them_clean_and_out_of_the_loss
     with pytest.raises(ValueError, match="teacher's buffer holds 7"):
         distill_loss(Probe(False), teacher, {"latents": torch.randn(4, 3, 6, 2, 2), "context": None}, config, sch,
                      torch.Generator().manual_seed(3))
+
+
+def test_uniform_samples_can_take_their_targets_from_another_teacher():
+    class Const(torch.nn.Module):  # velocity `a` everywhere: the target of every moved frame is exactly `a`
+        def __init__(self, a: float):
+            super().__init__()
+            self.a = a
+
+        def forward(self, x, t, context):
+            return torch.full_like(x, self.a)
+
+    class Oracle(torch.nn.Module):  # 3 on uniform samples (one level for all frames), 1 on streaming ones
+        def forward(self, x, t, context):
+            uniform = (t == t[:, :1]).all(dim=1).view(-1, 1, 1, 1, 1)
+            return torch.where(uniform, 3.0, 1.0).expand_as(x).clone()
+
+    p = Partition(chunks=4, chunk_frames=2, micro_steps=2)
+    batch = {"latents": torch.randn(16, 3, 8, 2, 2), "context": [f"prompt {i}" for i in range(16)]}
+    for fraction in (0.0, 0.5, 1.0):
+        config = DistillConfig(p, cfg_scale=1.0, uniform_fraction=fraction)
+        loss, info = distill_loss(Oracle(), Const(1.0), batch, config, Schedule(), torch.Generator().manual_seed(1),
+                                  uniform_teacher=Const(3.0))
+        assert float(loss) < 1e-8, fraction
+        if fraction == 0.5:
+            assert 0 < info["uniform_share"] < 1
+            one, _ = distill_loss(Oracle(), Const(1.0), batch, config, Schedule(), torch.Generator().manual_seed(1))
+            assert float(one) > 0.5  # without it the uniform samples' targets are 1, the oracle says 3

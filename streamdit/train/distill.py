@@ -59,13 +59,23 @@ def teacher_segment(teacher: nn.Module, x: torch.Tensor, u0: torch.Tensor, parti
     return x
 
 
+def _pick(context, mask: torch.Tensor):
+    """The samples of a context (prompts or embeddings) where mask is True."""
+    if isinstance(context, (list, tuple)):
+        return [c for c, m in zip(context, mask.tolist()) if m]
+    return context[mask.to(context.device)]
+
+
 def _cat(a, b):
     return list(a) + list(b) if isinstance(a, (list, tuple)) else torch.cat([a, b])
 
 
 def distill_loss(student: nn.Module, teacher: nn.Module, batch: dict, config: DistillConfig, schedule: Schedule,
-                 generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-    """batch: latents [B, C, >= F, h, w] (clean), context: prompts or embeddings. Teacher frozen."""
+                 generator: torch.Generator, uniform_teacher: nn.Module | None = None) -> tuple[torch.Tensor, dict]:
+    """batch: latents [B, C, >= F, h, w] (clean), context: prompts or embeddings. Teachers frozen.
+
+    uniform_teacher, if given, supplies the targets of the uniform (cold-start) samples instead of
+    `teacher`: a teacher tuned on streaming layouts only is no longer the expert for them."""
     p = config.teacher
     f = p.buffer_frames
     if batch["latents"].shape[2] < f:
@@ -85,7 +95,14 @@ def distill_loss(student: nn.Module, teacher: nn.Module, batch: dict, config: Di
         uncond = batch["null_context"].to(cond).expand_as(cond)
     else:
         uncond = torch.zeros_like(cond)
-    x_end = teacher_segment(teacher, x_start, u0, p, schedule, cond, uncond, config.cfg_scale)
+    if uniform_teacher is None:
+        x_end = teacher_segment(teacher, x_start, u0, p, schedule, cond, uncond, config.cfg_scale)
+    else:  # each teacher runs on its own samples only
+        x_end = torch.empty_like(x_start)
+        for who, mask in ((teacher, ~uniform), (uniform_teacher, uniform)):
+            if bool(mask.any()):
+                x_end[mask] = teacher_segment(who, x_start[mask], u0[mask], p, schedule, _pick(cond, mask),
+                                              _pick(uncond, mask), config.cfg_scale)
     seg = (sig1 - sig0).to(x0)
     moved = seg != 0  # False on clean reference frames: context only
     target = (x_end - x_start) / torch.where(moved, seg, 1.0).view(b, 1, -1, 1, 1)

@@ -16,6 +16,7 @@ on the same codec and cache, and exported as teachers only.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import random
@@ -74,14 +75,21 @@ class ToyRecipe:
     tune_jump_weight: float = 3.0  # clips with a jumping scene are drawn this many times as often
     tune_chunk_sizes: tuple[int, ...] = (1, 2, 4, 8)
     tune_chunk_probs: tuple[float, ...] = (0.2, 0.5, 0.2, 0.1)
+    # with tune_steps > 0: which teacher the student's uniform (cold-start) samples are distilled from; the
+    # tune never sees the uniform layout, so "untuned" keeps the teacher from before it as their expert
+    cold_start_teacher: str = "tuned"
     variant: str = "streamdit"  # or a baseline: "diagonal", "extension"
     codec_from: str | None = None  # take the autoencoder from this checkpoint instead of training one
+
+    def __post_init__(self):
+        if self.cold_start_teacher not in ("tuned", "untuned"):
+            raise ValueError(f"cold_start_teacher must be 'tuned' or 'untuned', got {self.cold_start_teacher!r}")
 
     @classmethod
     def quick(cls, out: str) -> ToyRecipe:
         """A few steps of every stage (tests and smoke runs)."""
         return cls(out=out, ae_steps=3, ae_batch=4, cache_clips=8, appear_clips=2, teacher_steps=3, batch=2, warmup=1,
-                   distill_steps=2, distill_batch=2, tune_steps=2,
+                   distill_steps=2, distill_batch=2, tune_steps=2, cold_start_teacher="untuned",
                    teacher_partition=Partition(chunks=8, chunk_frames=2, micro_steps=1))
 
     @classmethod
@@ -122,11 +130,17 @@ class ToyRecipe:
             key = key.strip().replace("-", "_")
             if not sep or key not in plain:
                 raise ValueError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(plain))}")
-            kind = type(getattr(self, key))
+            before = getattr(self, key)
+            kind = type(before)
             try:
                 setattr(self, key, kind(value))
             except ValueError:
                 raise ValueError(f"--set {pair!r}: {key} takes a {kind.__name__}, got {value!r}") from None
+            try:
+                self.__post_init__()
+            except ValueError:
+                setattr(self, key, before)  # a refused value leaves the recipe as it was
+                raise
         return self
 
     def check_resumable(self) -> None:
@@ -288,7 +302,10 @@ def run(recipe: ToyRecipe, stages: tuple[str, ...] = ("autoencoder", "cache", "t
     written: dict[str, Path] = {}
     if "teacher" in stages or "student" in stages or "export" in stages:
         teacher = stage_teacher(recipe, codec, cache, probe_every)
+        cold_start_teacher = None
         if recipe.tune_steps > 0:
+            if recipe.cold_start_teacher == "untuned":
+                cold_start_teacher = copy.deepcopy(teacher).eval()
             teacher = stage_teacher_tune(recipe, codec, cache, teacher)
         if recipe.variant != "streamdit":  # baselines are compared as teachers: no distillation
             if "export" in stages:
@@ -298,7 +315,7 @@ def run(recipe: ToyRecipe, stages: tuple[str, ...] = ("autoencoder", "cache", "t
                                                             "cfg_scale": recipe.cfg_scale,
                                                             "recipe": json.dumps(recipe.to_dict())})
         elif "student" in stages or "export" in stages:
-            student = stage_student(recipe, codec, cache, teacher)
+            student = stage_student(recipe, codec, cache, teacher, cold_start_teacher)
             if "export" in stages:
                 t_steps = recipe.teacher_partition.micro_steps
                 written["teacher"] = export(recipe, teacher, codec, "streamdit-toy-teacher.safetensors", t_steps,
@@ -394,10 +411,9 @@ def stage_teacher_tune(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, 
                        max(1, recipe.tune_steps // 30), 0.0, recipe.tune_steps, "raw")
 
 
-def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher):
-    """Segment-wise distillation from the teacher (the student starts as a copy); returns its EMA (0.99)."""
-    import copy
-
+def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher, cold_start_teacher=None):
+    """Segment-wise distillation from the teacher (the student starts as a copy); returns its EMA (0.99).
+    cold_start_teacher, if given, supplies the targets of the uniform (cold-start) samples."""
     from ..partition import Schedule
     from .distill import DistillConfig, distill_loss
     from .toydata import LatentClips
@@ -405,6 +421,8 @@ def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teach
     teacher = teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
+    if cold_start_teacher is not None:
+        cold_start_teacher.eval().requires_grad_(False)
     student = copy.deepcopy(teacher).train()
     for p in student.parameters():
         p.requires_grad_(True)
@@ -413,7 +431,7 @@ def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teach
     schedule = Schedule(1.0)
 
     def loss_fn(m, batch, g):
-        return distill_loss(m, teacher, batch, config, schedule, g)
+        return distill_loss(m, teacher, batch, config, schedule, g, uniform_teacher=cold_start_teacher)
 
     probe = partial(probe_adherence, recipe=recipe, codec=codec, micro_steps=1, cfg_scale=1.0)
     trainer = _loop(recipe, "student", student, loss_fn, data, recipe.distill_steps, recipe.distill_lr,
