@@ -3,9 +3,10 @@
 1. autoencoder codec on rendered frames      -> OUT/autoencoder.safetensors
 2. latent cache of rendered clips             -> OUT/cache.pt (not shipped)
 3. teacher: buffered flow matching, mixed partitions, text dropout -> OUT/teacher/
-3b. with tune_steps > 0: the teacher tuned on streaming partitions only, jumping clips drawn more often
-   -> OUT/teacher-tune/ (docs/training.md: the hop's continuation)
-4. student: segment-wise distillation (s -> 1, guidance folded in) -> OUT/student/
+3b. teacher-tune (tune_steps > 0): the teacher tuned on streaming partitions only, jumping clips drawn
+   more often -> OUT/teacher-tune/ (docs/training.md: the hop's continuation)
+4. student: segment-wise distillation (s -> 1, guidance folded in) -> OUT/student/; with the tune, the
+   cold-start (uniform-layout) samples take their targets from the teacher before it
 5. export: OUT/streamdit-toy.safetensors (student) and OUT/streamdit-toy-teacher.safetensors
 
 Each stage skips itself when its output exists and resumes from its last checkpoint otherwise.
@@ -70,14 +71,14 @@ class ToyRecipe:
     uniform_fraction: float = 0.25
     sprite_weight_flow: float = 10.0  # sprite cells weigh 1 + this in the teacher's loss (cache with masks)
     teacher_weights: str = "raw"  # "raw" or "ema": which teacher weights are shipped and distilled from
-    tune_steps: int = 0  # > 0: tune the teacher on streaming partitions (no c = B), to continue hops
+    tune_steps: int = 600  # > 0: tune the teacher on streaming partitions (no c = B), to continue hops
     tune_lr: float = 2e-4
     tune_jump_weight: float = 3.0  # clips with a jumping scene are drawn this many times as often
     tune_chunk_sizes: tuple[int, ...] = (1, 2, 4, 8)
     tune_chunk_probs: tuple[float, ...] = (0.2, 0.5, 0.2, 0.1)
     # with tune_steps > 0: which teacher the student's uniform (cold-start) samples are distilled from; the
     # tune never sees the uniform layout, so "untuned" keeps the teacher from before it as their expert
-    cold_start_teacher: str = "tuned"
+    cold_start_teacher: str = "untuned"
     variant: str = "streamdit"  # or a baseline: "diagonal", "extension"
     codec_from: str | None = None  # take the autoencoder from this checkpoint instead of training one
 
@@ -103,6 +104,7 @@ class ToyRecipe:
         Both train on the v3 data (no appearing clips), as they were measured.
         """
         kw.setdefault("appear_clips", 0)
+        kw.setdefault("tune_steps", 0)  # measured without the tune (it came later)
         if variant == "diagonal":
             return cls(out=out, variant=variant, mix=PartitionMix(16, (1, 16), (0.85, 0.15)),
                        teacher_partition=Partition(chunks=16, chunk_frames=1, micro_steps=2), **kw)
