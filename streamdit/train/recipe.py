@@ -90,7 +90,7 @@ class ToyRecipe:
     def quick(cls, out: str) -> ToyRecipe:
         """A few steps of every stage (tests and smoke runs)."""
         return cls(out=out, ae_steps=3, ae_batch=4, cache_clips=8, appear_clips=2, teacher_steps=3, batch=2, warmup=1,
-                   distill_steps=2, distill_batch=2, tune_steps=2, cold_start_teacher="untuned",
+                   distill_steps=2, distill_batch=2, tune_steps=2,
                    teacher_partition=Partition(chunks=8, chunk_frames=2, micro_steps=1))
 
     @classmethod
@@ -307,7 +307,7 @@ def run(recipe: ToyRecipe, stages: tuple[str, ...] = ("autoencoder", "cache", "t
         cold_start_teacher = None
         if recipe.tune_steps > 0:
             if recipe.cold_start_teacher == "untuned":
-                cold_start_teacher = copy.deepcopy(teacher).eval()
+                cold_start_teacher = copy.deepcopy(teacher)  # stage_student freezes it
             teacher = stage_teacher_tune(recipe, codec, cache, teacher)
         if recipe.variant != "streamdit":  # baselines are compared as teachers: no distillation
             if "export" in stages:
@@ -420,14 +420,10 @@ def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teach
     from .distill import DistillConfig, distill_loss
     from .toydata import LatentClips
 
-    teacher = teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    if cold_start_teacher is not None:
-        cold_start_teacher.eval().requires_grad_(False)
-    student = copy.deepcopy(teacher).train()
-    for p in student.parameters():
-        p.requires_grad_(True)
+    for frozen in (teacher, cold_start_teacher):
+        if frozen is not None:
+            frozen.eval().requires_grad_(False)
+    student = copy.deepcopy(teacher).train().requires_grad_(True)
     data = LatentClips(cache, recipe.distill_batch, recipe.teacher_partition.buffer_frames, caption)
     config = DistillConfig(recipe.teacher_partition, recipe.cfg_scale, recipe.uniform_fraction)
     schedule = Schedule(1.0)
