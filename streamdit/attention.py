@@ -225,8 +225,20 @@ def resolve_backend(backend: str, device: torch.device | str, windowed: bool = F
     return "xformers" if xformers_available() else "sdpa-cudnn"
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, mask: WindowMask | None = None, backend: str = "auto") -> Tensor:
-    """softmax(q k^T / sqrt(d)) v over [B, L, heads, head_dim], restricted to windows if a mask is given."""
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: WindowMask | Tensor | None = None,
+              backend: str = "auto") -> Tensor:
+    """softmax(q k^T / sqrt(d)) v over [B, L, heads, head_dim], restricted to windows if a mask is given.
+
+    A boolean tensor mask [Lq, Lk] (True = attend; causal streaming's chunk mask) runs through SDPA whatever
+    the backend: the window kernels (flex block masks, cached xformers biases) are built for WindowMask."""
+    if isinstance(mask, Tensor):
+        resolve_backend(backend, q.device)  # an unusable backend name is still an error
+        if mask.shape != (q.shape[1], k.shape[1]):
+            raise ValueError(f"attention mask {tuple(mask.shape)} does not fit {q.shape[1]} queries and "
+                             f"{k.shape[1]} keys")
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                             attn_mask=mask.to(q.device))
+        return out.transpose(1, 2)
     if mask is not None and mask.is_full:
         mask = None
     if mask is not None and (q.shape[1] != mask.seq_len or k.shape[1] != mask.seq_len):

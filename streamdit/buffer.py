@@ -14,6 +14,21 @@ import torch
 from .partition import Partition, Schedule
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+NoiseFn = Callable[[int], torch.Tensor]  # frames -> fresh Gaussian noise [C, frames, h, w]
+
+
+def update(x: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor,
+           noise: NoiseFn | None = None) -> torch.Tensor:
+    """One step of frames x [C, F, h, w] from sigma to sigma_next (float64, [F]): Euler, or x0 re-noised."""
+    shape = (1, -1, 1, 1)
+    if noise is None:
+        return x + (sigma_next - sigma).to(x.device, x.dtype).view(shape) * v.to(x.dtype)
+    # x0 in float64 as Self-Forcing's flow-to-x0 conversion; the re-noising in the latents' dtype
+    x0 = (x.double() - sigma.view(shape).to(x.device) * v.double()).to(x.dtype)
+    if bool((sigma_next == 0).all()):
+        return x0
+    s = sigma_next.to(x.dtype).view(shape).to(x.device)
+    return (1 - s) * x0 + s * noise(x.shape[1]).to(x)
 
 
 class StreamBuffer:
@@ -40,15 +55,19 @@ class StreamBuffer:
             raise RuntimeError("the buffer is empty: call cold_start() or noise_start() first")
 
     # -- one network call --------------------------------------------------------------------------
-    def step(self, velocity: VelocityFn) -> None:
-        """One Euler micro step of every chunk by 1/(s N) in u: x += (sigma_next - sigma) v."""
+    def step(self, velocity: VelocityFn, noise: NoiseFn | None = None) -> None:
+        """One micro step of every chunk by 1/(s N) in u.
+
+        Euler (noise None): x += (sigma_next - sigma) v. With `noise` (the distilled causal families'
+        sampler): x0 = x - sigma v is re-noised with fresh Gaussian noise, x = (1 - sigma_next) x0 +
+        sigma_next eps. Both keep x0 alike; they differ only in the noise the next step sees.
+        """
         self._check_started()
         k = self.partition.ref_frames
         sigma, sigma_next = self.sigmas(self.micro), self.sigmas(self.micro + 1)
         v = velocity(self.latents, sigma)
-        dt = (sigma_next - sigma)[k:].to(self.latents.dtype).view(1, -1, 1, 1)
         new = self.latents.clone()
-        new[:, k:] = self.latents[:, k:] + dt * v[:, k:].to(self.latents.dtype)
+        new[:, k:] = update(self.latents[:, k:], v[:, k:], sigma[k:], sigma_next[k:], noise)
         self.latents = new  # assigned only when complete, so an interrupt leaves a valid state
         self.micro += 1
 
@@ -79,7 +98,8 @@ class StreamBuffer:
 
     # -- starting --------------------------------------------------------------------------------
     def cold_start(self, noise: torch.Tensor, velocity: VelocityFn,
-                   callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                   callback: Callable[[int, int], None] | None = None,
+                   fresh: NoiseFn | None = None) -> torch.Tensor:
         """Coherent start: one uniform pass of the whole buffer from noise, on the same u grid as
         streaming (steps of 1/(s N)); chunk k takes its frames from the state at u = k/N.
 
@@ -96,9 +116,12 @@ class StreamBuffer:
         total = s * n - last
         for i, m in enumerate(range(s * n, last, -1)):
             sigma = torch.full((p.buffer_frames,), self.schedule.sigma(m / (s * n)), dtype=torch.float64)
-            sigma_next = self.schedule.sigma((m - 1) / (s * n))
+            sigma_next = torch.full_like(sigma, self.schedule.sigma((m - 1) / (s * n)))
             v = velocity(x, sigma)
-            x = x + (sigma_next - sigma[0]).item() * v.to(x.dtype)
+            if fresh is None:
+                x = x + (sigma_next[0] - sigma[0]).item() * v.to(x.dtype)
+            else:
+                x = update(x, v, sigma, sigma_next, fresh)
             if (m - 1) % s == 0 and (m - 1) // s >= 1:  # reached the band edge u = chunk/N
                 chunk = (m - 1) // s
                 lo = k + (chunk - 1) * c
@@ -117,7 +140,7 @@ class StreamBuffer:
         p = self.partition
         if noise.shape[1] != p.buffer_frames:
             raise ValueError(f"warm-up noise has {noise.shape[1]} frames, the buffer holds {p.buffer_frames}")
-        sigma = self.sigmas(0).to(noise.dtype).view(1, -1, 1, 1)
+        sigma = self.sigmas(0).to(noise.device, noise.dtype).view(1, -1, 1, 1)
         self.latents = noise * sigma
         self.micro = 0
         return noise[:, :0].clone()
@@ -125,11 +148,13 @@ class StreamBuffer:
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"latents": None if self.latents is None else self.latents.detach().cpu().clone(),
-                "micro": self.micro, "partition": self.partition.to_dict(), "shift": self.schedule.shift}
+                "micro": self.micro, "partition": self.partition.to_dict(), "shift": self.schedule.shift,
+                "schedule": self.schedule.to_dict()}
 
     def load_state_dict(self, state: dict, device: torch.device | str | None = None) -> None:
         saved = Partition(**state["partition"])
-        if saved != self.partition or float(state["shift"]) != self.schedule.shift:
+        schedule = Schedule.from_dict(state.get("schedule", {"shift": state["shift"]}))
+        if saved != self.partition or schedule != self.schedule:
             raise ValueError(f"saved stream state uses {saved.describe()} with shift {state['shift']}, but this "
                              f"stream uses {self.partition.describe()} with shift {self.schedule.shift}; "
                              "restore it into a stream with the same settings or start a new stream")

@@ -34,7 +34,17 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cfg", type=float, default=1.0, help="guidance scale (1 = off, one network pass per call)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", help="checkpoint (.safetensors); default: the embedded model; 'random:<preset>' "
-                                   "for an untrained model of a preset")
+                                   "for an untrained model of a preset; a Wan 2.1 file (any layout, .pt too)")
+    p.add_argument("--family", help="how a Wan-architecture file streams: wan (bidirectional buffer), self-forcing, "
+                                    "causvid, causal-forcing, causal-forcing-frame (see 'info'); default: the "
+                                    "file's own (our metadata) or wan")
+    p.add_argument("--decoder", help="a Wan 2.1 VAE or TAEHV file for a Wan 2.1 model (ComfyUI: models/vae, "
+                                     "models/vae_approx)")
+    p.add_argument("--text-encoder", help="text embeddings for a model without its own encoder; 'hashed': a "
+                                          "deterministic stand-in of the right width (smoke runs without umT5 weights)")
+    p.add_argument("--window", type=int, help="causal families: latent frames the KV cache lets a chunk attend to "
+                                              "(default: the family's, 21 for Self-Forcing)")
+    p.add_argument("--sink", type=int, help="causal families: first latent frames kept in the cache for ever")
     p.add_argument("--width", type=int)
     p.add_argument("--height", type=int)
     p.add_argument("--fps", type=float)
@@ -56,16 +66,28 @@ def open_stream(args):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pipe = Pipeline.load(args.model, device=args.device, dtype=DTYPES.get(args.dtype),
-                             attention_backend=args.attention, compile=args.compile)
+        pipe = Pipeline.load(args.model, decoder=args.decoder, device=args.device, dtype=DTYPES.get(args.dtype),
+                             attention_backend=args.attention, compile=args.compile, family=args.family)
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
+    if args.text_encoder is not None:
+        pipe = pipe.with_text_encoder(_text_encoder(args.text_encoder, pipe))
     stream = pipe.stream(_prompt_text(args), seed=args.seed, width=args.width, height=args.height, fps=args.fps,
                          buffer_frames=args.buffer_frames, chunk_frames=args.chunk_frames,
                          micro_steps=args.micro_steps, ref_frames=args.ref_frames, shift=args.shift,
                          cfg_scale=args.cfg, negative_prompt=args.negative, transition_seconds=args.transition,
-                         cold_start=args.cold_start)
+                         cold_start=args.cold_start, window=args.window, sink=args.sink)
     return pipe, stream
+
+
+def _text_encoder(name: str, pipe):
+    from .text import hashed_text_encoder
+
+    if name != "hashed":
+        raise SystemExit(f"error: --text-encoder {name!r}: the command line offers 'hashed' (a stand-in for smoke "
+                         "runs); real umT5 embeddings come from ComfyUI's CLIP loader in the node pack")
+    c = pipe.bundle.config
+    return hashed_text_encoder(c.text_dim, c.text_len)
 
 
 def cmd_generate(args) -> int:
@@ -78,8 +100,8 @@ def cmd_generate(args) -> int:
     cfg = stream.config
     total = int(round(args.seconds * cfg.fps))
     print(f"model: {pipe.describe()}" + ("  [UNTRAINED: random weights]" if pipe.untrained else ""), file=sys.stderr)
-    print(f"stream: {cfg.width}x{cfg.height} @ {cfg.fps:g} fps, {cfg.partition.describe()}, seed {cfg.seed}",
-          file=sys.stderr)
+    print(f"stream: {cfg.width}x{cfg.height} @ {cfg.fps:g} fps, family {pipe.family.describe()}, "
+          f"{cfg.partition.describe()}, seed {cfg.seed}", file=sys.stderr)
     writers = []
     if args.out:
         writers.append(VideoWriter(args.out, cfg.fps, metadata={"comment": f"streamdit: {_prompt_text(args)}"}))
@@ -279,6 +301,10 @@ def cmd_info(args) -> int:
     print("presets:")
     for p in PRESETS.values():
         print(f"  {p.name:18s} dim {p.model.dim:5d} layers {p.model.num_layers:3d}  {p.note}")
+    from .families import FAMILIES
+    print("families (--family):")
+    for f in FAMILIES.values():
+        print(f"  {f.describe()}")
     for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         print(f"attention backends on {dev}: {', '.join(attention.available_backends(torch.device(dev)))}")
     return 0

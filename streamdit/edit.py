@@ -97,7 +97,7 @@ class EditStream(Stream):
 
     def _forward(self, idx: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """x_u = (1 - sigma) z + sigma eps for buffer frames idx at grid levels m."""
-        sigma = self.buffer.schedule.sigmas(m.double() / self.grid).to(self.dtype).view(1, -1, 1, 1)
+        sigma = self.buffer.schedule.sigmas(m.double() / self.grid).to(self.z.device, self.dtype).view(1, -1, 1, 1)
         return (1 - sigma) * self.z[:, idx] + sigma * self.eps[:, idx]
 
     def _hold(self) -> None:

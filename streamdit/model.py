@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,9 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import WindowMask, attention
 from .config import ModelConfig
+
+if TYPE_CHECKING:
+    from .causal import CacheLayer
 
 CrossKV = list[tuple[Tensor, Tensor]]  # per block: cross-attention k, v [B, text_len, heads, head_dim]
 
@@ -34,26 +38,54 @@ def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1).float()
 
 
+def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
+    """Channels of each RoPE axis (frames, rows, cols): Wan's split of head_dim."""
+    return head_dim - 4 * (head_dim // 6), 2 * (head_dim // 6), 2 * (head_dim // 6)
+
+
+def _rope_freqs(dim: int, device: torch.device) -> Tensor:
+    return 1.0 / torch.pow(10000.0, torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim)
+
+
 @functools.lru_cache(maxsize=16)
-def rope_table(grid: tuple[int, int, int], head_dim: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """cos, sin [L, 1, head_dim/2] float32 for a frame-major token grid; Wan's [t | h | w] split."""
-    axis_dims = (head_dim - 4 * (head_dim // 6), 2 * (head_dim // 6), 2 * (head_dim // 6))
+def rope_table(grid: tuple[int, int, int], head_dim: int, device: torch.device, start: int = 0,
+               dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """cos, sin [L, 1, head_dim/2] for a frame-major token grid; Wan's [t | h | w] split.
+
+    start: position of the first frame (a cached stream continues after the frames it has seen); dtype
+    float32 as Wan, float64 for float64 models (exactness tests)."""
+    axis_dims = rope_axis_dims(head_dim)
     angles = []
     with torch.inference_mode(False):  # cached: must stay usable by autograd later
         for axis, (size, dim) in enumerate(zip(grid, axis_dims)):
-            freqs = 1.0 / torch.pow(10000.0, torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim)
-            a = torch.arange(size, dtype=torch.float64, device=device)[:, None] * freqs  # [size, dim/2]
+            freqs = _rope_freqs(dim, device)
+            first = start if axis == 0 else 0
+            a = torch.arange(first, first + size, dtype=torch.float64, device=device)[:, None] * freqs  # [size, dim/2]
             shape = [1, 1, 1, dim // 2]
             shape[axis] = size
             angles.append(a.view(shape).expand(*grid, dim // 2))
         angles = torch.cat(angles, dim=-1).reshape(-1, 1, head_dim // 2)  # [L, 1, d/2]
-        return torch.cos(angles).float(), torch.sin(angles).float()
+        return torch.cos(angles).to(dtype), torch.sin(angles).to(dtype)
+
+
+def frame_rotation(delta: int, head_dim: int, device: torch.device,
+                   dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """cos, sin [1, 1, head_dim/2] turning keys by `delta` frame positions (rows and cols unchanged):
+    apply_rope(k at position p, frame_rotation(delta)) is k at position p + delta."""
+    dims = rope_axis_dims(head_dim)
+    angles = torch.cat([delta * _rope_freqs(dims[0], device),
+                        torch.zeros((dims[1] + dims[2]) // 2, dtype=torch.float64, device=device)])
+    return torch.cos(angles).to(dtype).view(1, 1, -1), torch.sin(angles).to(dtype).view(1, 1, -1)
+
+
+def _rope_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
-    """Rotate adjacent channel pairs of x [B, L, n, d] in float32; returns x's dtype."""
+    """Rotate adjacent channel pairs of x [B, L, n, d] in float32 (float64 for float64 x); returns x's dtype."""
     cos, sin = rope
-    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # [B, L, n, d/2] each
+    x0, x1 = x.to(torch.promote_types(x.dtype, torch.float32)).unflatten(-1, (-1, 2)).unbind(-1)  # [B, L, n, d/2]
     out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)
     return out.flatten(-2).type_as(x)
 
@@ -116,6 +148,18 @@ class SelfAttention(nn.Module):
         return self.o(out.flatten(2))
 
 
+    def forward_cached(self, x: Tensor, rope: tuple[Tensor, Tensor], layer: CacheLayer, mask: Tensor | None,
+                       backend: str) -> Tensor:
+        """Attend to this call's tokens and the cached ones: the keys (after RoPE) and values of x go to the
+        layer's scratch slots in front of the cache, so the kernel reads one contiguous span."""
+        x = x.to(self.q.weight.dtype)
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))
+        k = self.norm_k(self.k(x)).unflatten(-1, (self.num_heads, -1))
+        v = self.v(x).unflatten(-1, (self.num_heads, -1))
+        keys, values = layer.attend(apply_rope(k, rope), v)
+        return self.o(attention(apply_rope(q, rope), keys, values, mask, backend).flatten(2))
+
+
 class CrossAttention(SelfAttention):
     """Wan's text cross-attention: q/k RMSNorm across heads, no RoPE, no mask."""
 
@@ -154,6 +198,20 @@ class WanBlock(nn.Module):
         shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
             (self.modulation.float() + e0).unsqueeze(3).unbind(2))
         x = x + gate(self.self_attn(modulate(self.norm1(x), shift_msa, scale_msa), rope, mask, backend), gate_msa)
+        x = x + self.cross_attn(self.norm3(x), kv, backend)
+        x = x + gate(self.ffn(modulate(self.norm2(x), shift_ffn, scale_ffn).to(self.ffn[0].weight.dtype)), gate_ffn)
+        return x
+
+
+    def forward_cached(self, x: Tensor, e0: Tensor, kv: tuple[Tensor, Tensor] | Tensor, rope: tuple[Tensor, Tensor],
+                       layer: CacheLayer, mask: Tensor | None, backend: str) -> Tensor:
+        """forward() with self-attention over a KV cache (causal streaming)."""
+        if isinstance(kv, Tensor):
+            kv = self.cross_attn.kv(kv)
+        shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
+            (self.modulation.float() + e0).unsqueeze(3).unbind(2))
+        attn = self.self_attn.forward_cached(modulate(self.norm1(x), shift_msa, scale_msa), rope, layer, mask, backend)
+        x = x + gate(attn, gate_msa)
         x = x + self.cross_attn(self.norm3(x), kv, backend)
         x = x + gate(self.ffn(modulate(self.norm2(x), shift_ffn, scale_ffn).to(self.ffn[0].weight.dtype)), gate_ffn)
         return x
@@ -249,7 +307,7 @@ class WanDiT(nn.Module):
                 raise ValueError("pass context [B, L, text_dim] or context_kv from model.cross_kv(context)")
             context_kv = [self.embed_text(context)] * len(self.blocks)  # each block projects its own K/V
 
-        rope = rope_table(grid, self.config.head_dim, x.device)
+        rope = rope_table(grid, self.config.head_dim, x.device, dtype=_rope_dtype(x))
         masks = [self.window_mask(grid, i) for i in range(len(self.blocks))]
         return (self._compiled or self._run)(x, t, context_kv, rope, masks, grid)
 
@@ -265,6 +323,32 @@ class WanDiT(nn.Module):
                 x = checkpoint(block, *args, use_reentrant=False)
             else:
                 x = block(*args)
+        return self.unpatchify(self.head(x, e), grid)
+
+    @torch.no_grad()
+    def forward_cached(self, x: Tensor, t: Tensor, context: Tensor, cache, mask: Tensor | None = None) -> Tensor:
+        """Causal streaming: x [1, C, F, H, W] (frames that follow the cached ones), t [1, F], context
+        [1, <=text_len, text_dim] -> v [1, out_dim, F, H, W] float32.
+
+        cache (streamdit.causal.KVCache) gives each block its cached keys/values and the RoPE position of the
+        first frame; mask (bool [L, L + cached tokens], True = attend) restricts attention among the frames of
+        this call (block-causal chunks); None lets every token see all of them and the whole cache."""
+        pt = self.config.patch_size
+        if self.config.window is not None:
+            raise ValueError("a windowed-attention model cannot stream causally: its windows assume the whole buffer")
+        if x.shape[0] != 1:
+            raise ValueError(f"causal streaming runs one stream per call (batch 1), got batch {x.shape[0]}")
+        if any(s % p for s, p in zip(x.shape[2:], pt)):
+            raise ValueError(f"input frames/height/width {tuple(x.shape[2:])} are not multiples of patch_size {pt}")
+        grid = tuple(s // p for s, p in zip(x.shape[2:], pt))
+        t = t.to(x.device).reshape(1, -1).expand(1, grid[0])
+        context_kv = [self.embed_text(context)] * len(self.blocks)
+        rope = rope_table(grid, self.config.head_dim, x.device, cache.position, _rope_dtype(x))
+        x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
+        e = self.time_embedding(timestep_embedding(t, self.config.freq_dim))
+        e0 = self.time_projection(e).unflatten(-1, (6, -1))
+        for i, (block, kv) in enumerate(zip(self.blocks, context_kv)):
+            x = block.forward_cached(x, e0, kv, rope, cache.layer(i), mask, self.attention_backend)
         return self.unpatchify(self.head(x, e), grid)
 
     def use_compile(self, enabled: bool = True, **options) -> WanDiT:

@@ -18,22 +18,70 @@ def _divisors(n: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Monotone map gamma from progress time u to sigma: Wan's shift, gamma(u) = s u / (1 + (s-1) u)."""
+    """Monotone map gamma from progress time u to sigma: Wan's shift, gamma(u) = s u / (1 + (s-1) u).
+
+    A distilled model's literal step list replaces the formula by a table: `table` holds sigma at
+    u = m / M for m = 0..M (so sigma(0) = 0 and sigma(1) = table[M]), and `times` the timestep the network
+    is given at each of those points (default 1000 sigma; CausVid's list feeds the listed t while its
+    sampler uses the scheduler's nearest sigma). The partition's u grid must land on the table's points.
+    """
 
     shift: float = 1.0
+    table: tuple[float, ...] | None = None
+    times: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if not self.shift > 0:
             raise ValueError(f"schedule shift={self.shift} must be > 0 (1.0 = no shift, Wan uses 3 to 5)")
+        if self.table is not None:
+            table = tuple(float(x) for x in self.table)
+            if len(table) < 2 or table[0] != 0.0 or any(b <= a for a, b in zip(table, table[1:])):
+                raise ValueError(f"step table {table} must rise strictly from sigma 0 (clean) to the first step's sigma")
+            object.__setattr__(self, "table", table)
+        if self.times is not None:
+            if self.table is None or len(self.times) != len(self.table):
+                raise ValueError("times need a table of the same length")
+            object.__setattr__(self, "times", tuple(float(x) for x in self.times))
+
+    def _index(self, u: torch.Tensor) -> torch.Tensor:
+        m = len(self.table) - 1
+        idx = torch.round(u * m)
+        if (u * m - idx).abs().max() > 1e-9:
+            raise ValueError(f"progress times {sorted(set(u.tolist()))} fall between the {m} steps of the step list "
+                             f"{self.table[::-1]}: the partition must have {m} steps per frame")
+        return idx.long()
 
     def sigma(self, u: float) -> float:
         if not 0.0 <= u <= 1.0:
             raise ValueError(f"progress time u={u} is outside [0, 1]")
+        if self.table is not None:
+            return self.table[int(self._index(torch.tensor([u], dtype=torch.float64))[0])]
         return self.shift * u / (1.0 + (self.shift - 1.0) * u)
 
     def sigmas(self, u: torch.Tensor) -> torch.Tensor:
         u = u.to(torch.float64)
+        if self.table is not None:
+            return torch.tensor(self.table, dtype=torch.float64)[self._index(u)]
         return self.shift * u / (1.0 + (self.shift - 1.0) * u)
+
+    def timesteps(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The network's time input (float32) for sigmas from this schedule."""
+        sigma = sigma.to(torch.float64)
+        if self.times is None:
+            return (sigma * 1000).to(torch.float32)
+        table = torch.tensor(self.table, dtype=torch.float64)
+        hit = sigma.reshape(-1, 1) == table.reshape(1, -1)
+        if not bool(hit.any(1).all()):
+            raise ValueError(f"sigmas {sigma.tolist()} are not points of the step table {self.table}")
+        return torch.tensor(self.times, dtype=torch.float32)[hit.float().argmax(1)].reshape(sigma.shape)
+
+    def to_dict(self) -> dict:
+        return {"shift": self.shift, "table": None if self.table is None else list(self.table),
+                "times": None if self.times is None else list(self.times)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Schedule:
+        return cls(float(d["shift"]), d.get("table") and tuple(d["table"]), d.get("times") and tuple(d["times"]))
 
 
 @dataclass(frozen=True)

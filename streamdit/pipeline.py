@@ -12,7 +12,9 @@ from . import attention
 from .checkpoint import Bundle, load_checkpoint
 from .codecs import build_codec
 from .config import get_preset
+from .causal import CausalDenoiser
 from .denoiser import EmbeddingCache, ModelDenoiser
+from .families import FAMILIES, Family, get_family
 from .partition import Partition
 from .prompts import PromptTrack
 from .stream import Stream, StreamConfig
@@ -69,15 +71,20 @@ class Pipeline:
     bundle: Bundle
     device: torch.device
     dtype: torch.dtype
+    family: Family = FAMILIES["wan"]
 
     @classmethod
     def load(cls, path: str | None = None, *, decoder: str | None = None, device: str = "cpu",
-             dtype: torch.dtype | None = None, attention_backend: str = "auto", compile: bool = False) -> Pipeline:
+             dtype: torch.dtype | None = None, attention_backend: str = "auto", compile: bool = False,
+             family: str | None = None) -> Pipeline:
         """path None loads the embedded default (or, in a checkout without it, a random toy model
         with a warning); "random:<preset>" builds a random model of any preset; a Wan 2.1 DiT file (any
         layout) loads with `decoder` (a Wan 2.1 VAE or TAEHV file) and takes its text encoder later
-        (with_text_encoder). compile=True runs the network through torch.compile (WanDiT.use_compile)."""
+        (with_text_encoder). compile=True runs the network through torch.compile (WanDiT.use_compile).
+        family (streamdit.families): how the network streams; None = the file's own (our metadata) or "wan".
+        A causal family loads the entry of a trainer's .pt file that its authors' inference loads."""
         dev = torch.device(device)
+        chosen = get_family(family) if family is not None else None
         if path is None and default_model_path() is None:
             warnings.warn("no trained default model in this checkout: using a randomly initialised 'toy' "
                           "model (its frames are noise-like)", stacklevel=2)
@@ -89,7 +96,15 @@ class Pipeline:
                 if part is not None:
                     part.to(dev)
         elif path is not None and (decoder is not None or not is_streamdit_file(str(path))):
-            bundle = load_wan_bundle(str(path), decoder, device=dev, dtype=dtype)
+            key = chosen.state_key if chosen is not None else None
+            try:
+                bundle = load_wan_bundle(str(path), decoder, device=dev, dtype=dtype, state_key=key)
+            except ValueError as exc:
+                if key is None or f"no entry {key!r}" not in str(exc):
+                    raise
+                raise ValueError(f"family {chosen.name} loads the {key!r} entry of a trainer's .pt file, as its "
+                                 f"authors' inference does, but {exc}. Choose the family this file was trained "
+                                 "for (--family)") from None
         else:
             bundle = load_checkpoint(str(path or default_model_path()), device=dev, dtype=dtype)
         if bundle.codec is None or bundle.defaults is None:
@@ -99,7 +114,12 @@ class Pipeline:
         bundle.model.attention_backend = attention_backend
         if compile:
             bundle.model.use_compile()
-        return cls(bundle, dev, next(bundle.model.parameters()).dtype)
+        if chosen is None:
+            chosen = get_family(bundle.meta.get("family", "wan"))  # our own files say how they stream
+        if chosen.causal and bundle.config.window is not None:
+            raise ValueError(f"{bundle.path or path} uses windowed attention; family {chosen.name} needs a plain "
+                             "Wan 2.1 network")
+        return cls(bundle, dev, next(bundle.model.parameters()).dtype, chosen)
 
     def with_text_encoder(self, encoder: TextEncoder) -> Pipeline:
         """The same model with text embeddings from `encoder` (e.g. ComfyUI's umT5 for a Wan 2.1 DiT)."""
@@ -117,11 +137,35 @@ class Pipeline:
                fps: float | None = None, buffer_frames: int | None = None, chunk_frames: int | None = None,
                micro_steps: int | None = None, ref_frames: int | None = None, shift: float | None = None,
                cfg_scale: float = 1.0, negative_prompt: str = "", transition_seconds: float = 0.0,
-               cold_start: str = "uniform") -> Stream:
-        """Open a stream. Unset settings come from the model's defaults; errors say which values work."""
-        config = self._config(seed, width, height, fps, buffer_frames, chunk_frames, micro_steps, ref_frames, shift,
-                              cold_start)
+               cold_start: str = "uniform", window: int | None = None, sink: int | None = None) -> Stream:
+        """Open a stream. Unset settings come from the model's defaults (a causal family's own for its sampler);
+        errors say which values work. window/sink: a causal family's KV cache in latent frames."""
+        if self.family.causal:
+            config = self._causal_config(seed, width, height, fps, buffer_frames, chunk_frames, micro_steps,
+                                         ref_frames, shift, cfg_scale, window, sink)
+        else:
+            if window is not None or sink is not None:
+                raise ValueError(f"window/sink size a causal family's KV cache; family {self.family.name} has none")
+            config = self._config(seed, width, height, fps, buffer_frames, chunk_frames, micro_steps, ref_frames,
+                                  shift, cold_start)
         return self._open(Stream, config, prompt, cfg_scale, negative_prompt, transition_seconds)
+
+    def _causal_config(self, seed, width, height, fps, buffer_frames, chunk_frames, micro_steps, ref_frames, shift,
+                       cfg_scale, window, sink) -> StreamConfig:
+        f = self.family
+        if cfg_scale != 1.0:
+            raise ValueError(f"family {f.name} is guidance-distilled: it runs without classifier-free guidance "
+                             f"(cfg 1, one pass per step); remove cfg={cfg_scale:g} and the negative prompt")
+        fixed = {"chunk_frames": (chunk_frames, f.chunk_frames), "buffer_frames": (buffer_frames, f.chunk_frames),
+                 "micro_steps": (micro_steps, f.steps), "ref_frames": (ref_frames, 0), "shift": (shift, f.shift)}
+        for name, (value, trained) in fixed.items():
+            if value is not None and value != trained:
+                raise ValueError(f"family {f.name} was trained with {name}={trained:g}; {name}={value:g} cannot "
+                                 "work with it (leave it unset)")
+        d = self.bundle.defaults
+        return StreamConfig(partition=f.partition(), height=height or d.height, width=width or d.width,
+                            fps=float(fps or d.fps), shift=f.shift, seed=int(seed), steps=f.schedule(), renoise=True,
+                            cache=f.cache(window, sink))
 
     def _config(self, seed: int = 0, width: int | None = None, height: int | None = None, fps: float | None = None,
                 buffer_frames: int | None = None, chunk_frames: int | None = None, micro_steps: int | None = None,
@@ -142,6 +186,10 @@ class Pipeline:
         from .edit import EditStream
         from .sources import FrameSource
 
+        if self.family.causal:
+            raise ValueError(f"video editing with the causal family {self.family.name} is not supported yet; edit with "
+                             "a bidirectional model (family wan, or the embedded toy model)")
+
         if not isinstance(source, FrameSource):
             if isinstance(source, (str, Path)):
                 source = FrameSource.from_path(source)
@@ -161,7 +209,14 @@ class Pipeline:
         text = EmbeddingCache(self.bundle.text_encoder)
         for _, p in track.events + [(0.0, negative_prompt)]:
             text.get(p)
-        denoise = ModelDenoiser(self.bundle.model, text, cfg_scale, negative_prompt, self.dtype)
+        if config.cache is not None:
+            if cls is not Stream:
+                raise ValueError(f"family {self.family.name} streams text-to-video only for now; video editing with "
+                                 "causal families is not supported yet")
+            denoise = CausalDenoiser(self.bundle.model, text, config.cache, config.partition,
+                                     config.schedule.timesteps, self.dtype)
+        else:
+            denoise = ModelDenoiser(self.bundle.model, text, cfg_scale, negative_prompt, self.dtype)
         stream = cls(denoise, self.bundle.codec, config, track, device=self.device, **extra)
         stream.check_prompt = text.get
         return stream
@@ -171,5 +226,5 @@ class Pipeline:
         n = sum(p.numel() for p in self.bundle.model.parameters())
         d = dataclasses.asdict(self.bundle.defaults)
         return (f"{self.bundle.path or 'random model'}: {n / 1e6:.2f}M parameters, dim {c.dim}, {c.num_layers} layers; "
-                f"defaults {d['width']}x{d['height']} @ {d['fps']} fps, codec {d['codec']}"
+                f"defaults {d['width']}x{d['height']} @ {d['fps']} fps, codec {d['codec']}; family {self.family.name}"
                 + ("; network torch.compiled" if getattr(self.bundle.model, "compile_enabled", False) else ""))

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .buffer import StreamBuffer
+from .causal import CacheSpec
 from .codecs import Codec
 from .partition import Partition, Schedule
 from .prompts import PromptTrack
@@ -36,16 +37,29 @@ class StreamConfig:
     shift: float = 1.0
     seed: int = 0
     cold_start: str = "uniform"  # "uniform" (coherent, costs (N-1) s calls) or "noise" (naive warm-up)
+    steps: Schedule | None = None  # a literal step table (distilled families); None: the shift formula
+    renoise: bool = False  # re-noise x0 with fresh noise at each step (the Self-Forcing family's sampler)
+    cache: CacheSpec | None = None  # causal streaming: the KV cache of finished frames
 
     def __post_init__(self):
         if self.cold_start not in ("uniform", "noise"):
             raise ValueError(f"cold_start={self.cold_start!r}; choose 'uniform' or 'noise'")
         if not self.fps > 0:
             raise ValueError(f"fps={self.fps} must be > 0")
+        if self.steps is not None and self.steps.shift != self.shift:
+            raise ValueError(f"the step table's shift {self.steps.shift} differs from shift={self.shift}")
+        if self.cache is not None:
+            self.cache.rolling_frames(self.partition)  # raises with the reason if the window cannot work
+
+    @property
+    def schedule(self) -> Schedule:
+        return self.steps or Schedule(self.shift)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["partition"] = self.partition.to_dict()
+        d["steps"] = None if self.steps is None else self.steps.to_dict()
+        d["cache"] = None if self.cache is None else self.cache.to_dict()
         return d
 
 
@@ -60,7 +74,9 @@ class Stream:
         self.device, self.dtype = torch.device(device), dtype  # dtype of the latents (the model may use less)
         h, w = codec.latent_size(config.height, config.width)
         self.latent_shape = (codec.latent_channels, h, w)
-        self.buffer = StreamBuffer(config.partition, Schedule(config.shift))
+        self.buffer = StreamBuffer(config.partition, config.schedule)
+        if config.cache is not None and not hasattr(denoise, "commit"):
+            raise TypeError("a causal stream (config.cache set) needs a denoiser with a KV cache (CausalDenoiser)")
         self.generator = torch.Generator().manual_seed(int(config.seed))
         self.decoder = codec.stream_decoder()
         self.latents_emitted = 0  # latent frames finished (handed to the decoder)
@@ -70,6 +86,7 @@ class Stream:
         self.check_prompt: Callable[[str], object] | None = None  # raises on a prompt the model cannot read
         self._pending: deque[torch.Tensor] = deque()  # decoded frames not yet handed out
         self._inflight: tuple[Future, int] | None = None  # (decode future, frames it will give)
+        self._uncommitted: torch.Tensor | None = None  # causal: a finished chunk not yet in the KV cache
 
     # -- clocks and prompts ----------------------------------------------------------------------
     @property
@@ -105,12 +122,28 @@ class Stream:
         c, h, w = self.latent_shape
         return torch.randn((c, frames, h, w), generator=self.generator).to(self.device, self.dtype)
 
+    @property
+    def _fresh(self):
+        """The noise of the re-noising sampler (None: Euler steps)."""
+        return self._noise if self.config.renoise else None
+
+    def _commit(self) -> None:
+        """Causal streams: the t = 0 pass that writes the last finished chunk into the KV cache. It runs
+        when the next chunk starts, so the finished chunk decodes meanwhile (one call less before a frame)."""
+        if self._uncommitted is None:
+            return
+        if self.before_call is not None:
+            self.before_call()
+        self.denoise.commit(self._uncommitted, self.prompts.weights(self.clock))
+        self.calls += 1
+        self._uncommitted = None
+
     def _start(self) -> torch.Tensor:
         state = self.generator.get_state()
         try:
             noise = self._noise(self.partition.buffer_frames)  # one noise tensor for the whole buffer
             if self.config.cold_start == "uniform":
-                return self.buffer.cold_start(noise, self._velocity)
+                return self.buffer.cold_start(noise, self._velocity, fresh=self._fresh)
             return self.buffer.noise_start(noise)
         except BaseException:
             self.generator.set_state(state)  # an interrupted start leaves the stream as new
@@ -127,9 +160,12 @@ class Stream:
             if first.shape[1] > 0:
                 self.latents_emitted += first.shape[1]
                 return first
+        self._commit()
         while not self.buffer.period_done:
-            self.buffer.step(self._velocity)
+            self.buffer.step(self._velocity, self._fresh)
         finished = self.buffer.move(self._noise(self.partition.chunk_frames))
+        if self.config.cache is not None:
+            self._uncommitted = finished
         self.latents_emitted += finished.shape[1]
         return finished
 
@@ -202,14 +238,16 @@ class Stream:
             "prompts": self.prompts.state_dict(),
             "decoder": self.decoder.state_dict(),
             "pending": [f.clone() for f in self._pending],
+            "uncommitted": None if self._uncommitted is None else self._uncommitted.detach().cpu().clone(),
+            "denoiser": self.denoise.state_dict() if self.config.cache is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"stream state version {state.get('version')!r} is not {STATE_VERSION}; "
                              "it was saved by another release: start a new stream")
-        mine, theirs = self.config.to_dict(), dict(state["config"])
-        for key in ("partition", "height", "width", "shift"):
+        mine, theirs = self.config.to_dict(), {"steps": None, "renoise": False, "cache": None, **state["config"]}
+        for key in ("partition", "height", "width", "shift", "steps", "renoise", "cache"):
             if mine[key] != theirs[key]:
                 raise ValueError(f"saved stream has {key}={theirs[key]}, this stream {mine[key]}; "
                                  "restore into a stream with the same settings")
@@ -222,6 +260,10 @@ class Stream:
         self.decoder.load_state_dict(state["decoder"])
         self._inflight = None
         self._pending = deque(f.clone() for f in state["pending"])
+        unc = state.get("uncommitted")
+        self._uncommitted = None if unc is None else unc.to(self.device, self.dtype)
+        if self.config.cache is not None:
+            self.denoise.load_state_dict(state["denoiser"])
 
     def save(self, path: str) -> None:
         torch.save(self.state_dict(), path)

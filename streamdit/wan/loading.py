@@ -83,17 +83,19 @@ def is_streamdit_file(path: str) -> bool:
 
 
 def load_wan_bundle(path: str, decoder: str | Codec | None = None, *, device: torch.device | str = "cpu",
-                    dtype: torch.dtype | None = None) -> Bundle:
+                    dtype: torch.dtype | None = None, state_key: str | None = None) -> Bundle:
     """A Wan-architecture DiT (a Wan 2.1 file in any layout, or a StreamDiT checkpoint) with a decoder.
 
     decoder: a file (Wan 2.1 VAE or TAEHV), a Codec, or None to use the checkpoint's own codec. The text
-    encoder stays None unless the checkpoint has one: give it with Pipeline.with_text_encoder.
+    encoder stays None unless the checkpoint has one: give it with Pipeline.with_text_encoder. state_key: the
+    entry of a trainer's .pt dict to load (a family's choice, e.g. generator_ema); ignored for other files.
     """
     if is_streamdit_file(path):
         bundle = load_checkpoint(path, device=device, dtype=dtype)
     else:
         from .checkpoint import load_wan_dit
-        model, config, info = load_wan_dit(path, device, dtype)
+        torch_file = os.path.isfile(path) and path.endswith((".pt", ".pth", ".bin", ".ckpt"))
+        model, config, info = load_wan_dit(path, device, dtype, state_key=state_key if torch_file else None)
         bundle = Bundle(model, config, None, None, None, {"wan": {k: str(v) for k, v in info.items()}}, path)
     if decoder is not None:
         codec = load_decoder(decoder, device) if isinstance(decoder, (str, os.PathLike)) else decoder

@@ -1,0 +1,106 @@
+"""Model families: how a Wan-architecture file is streamed, as its authors trained it.
+
+Causal and bidirectional Wan 2.1 files have the same tensors, so the file cannot say how it must run: the
+user chooses a family (the CLI's --family, the loader node's `family`), or our own metadata names it. A
+causal family is, in this project's terms, the partition N = 1 chunk of c frames with s = len(steps) micro
+steps, the family's literal step table, x0 re-noised with fresh noise at each step, and a KV cache of
+finished frames (streamdit.causal). Every number here comes from the authors' code: docs/causal-sources.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .causal import CacheSpec
+from .partition import Partition, Schedule
+
+
+def warped_sigma(t: float, shift: float) -> float:
+    """Self-Forcing's `warp_denoising_step`: the listed t picks the scheduler's t-th point from the noisy end,
+    i.e. the shift formula at u = t / 1000: sigma = shift u / (1 + (shift - 1) u)."""
+    u = t / 1000.0
+    return shift * u / (1.0 + (shift - 1.0) * u)
+
+
+def scheduler_sigma(t: float, shift: float, steps: int = 1000) -> float:
+    """An unwarped listed t (CausVid): the sampler's sigma is the scheduler's grid point nearest to t
+    (FlowMatchScheduler(shift, sigma_min=0, extra_one_step=True) with `steps` training steps), computed as
+    the authors' scheduler does, in float32."""
+    lin = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float32)[:-1]
+    sig = shift * lin / (1 + (shift - 1) * lin)
+    idx = int(torch.argmin((sig * 1000 - t).abs()))
+    return float(sig[idx])
+
+
+@dataclass(frozen=True)
+class Family:
+    """One way of streaming a Wan-architecture network."""
+
+    name: str
+    title: str
+    causal: bool
+    state_key: str | None = None  # the entry of the authors' .pt file their inference loads (None: any)
+    chunk_frames: int = 3  # latent frames per chunk
+    times: tuple[float, ...] = ()  # the network's timestep at each step, noisiest first
+    sigmas: tuple[float, ...] = ()  # the sampler's sigma at each step (same order)
+    shift: float = 5.0
+    window: int = 21  # latent frames attended at most (own chunk included)
+    sink: int = 0
+    rope_limit: int = 1024
+    source: str = ""
+
+    @property
+    def steps(self) -> int:
+        return len(self.times)
+
+    def schedule(self) -> Schedule:
+        """The literal step table as a Schedule over u = m / steps (u = 0 clean)."""
+        return Schedule(self.shift, table=(0.0, *reversed(self.sigmas)), times=(0.0, *reversed(self.times)))
+
+    def partition(self) -> Partition:
+        return Partition(chunks=1, chunk_frames=self.chunk_frames, micro_steps=self.steps)
+
+    def cache(self, window: int | None = None, sink: int | None = None) -> CacheSpec:
+        return CacheSpec(window=self.window if window is None else window, sink=self.sink if sink is None else sink,
+                         rope_limit=self.rope_limit)
+
+    def describe(self) -> str:
+        if not self.causal:
+            return f"{self.name} ({self.title})"
+        ts = ", ".join(f"{t:g}" for t in self.times)
+        return (f"{self.name} ({self.title}): causal, chunks of {self.chunk_frames} latent frames, timesteps [{ts}], "
+                f"x0 re-noised, KV cache of {self.window} frames" + (f" with a sink of {self.sink}" if self.sink else ""))
+
+
+def _self_forcing_like(name: str, title: str, state_key: str | None, times_listed: tuple[float, ...], shift: float,
+                       chunk: int, source: str, warp: bool = True) -> Family:
+    if warp:
+        sigmas = tuple(warped_sigma(t, shift) for t in times_listed)
+        times = tuple(1000.0 * s for s in sigmas)
+    else:
+        sigmas = tuple(scheduler_sigma(t, shift) for t in times_listed)
+        times = tuple(float(t) for t in times_listed)
+    return Family(name, title, True, state_key, chunk, times, sigmas, shift, source=source)
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in [
+    Family("wan", "bidirectional Wan 2.1: the moving buffer, training-free or StreamDiT-tuned", False,
+           source="this project (docs/wan.md)"),
+    _self_forcing_like("self-forcing", "Self-Forcing (guandeh17/Self-Forcing), 4-step DMD", "generator_ema",
+                       (1000, 750, 500, 250), 5.0, 3, "configs/self_forcing_dmd.yaml, pipeline/causal_inference.py"),
+    _self_forcing_like("causvid", "CausVid (tianweiy/CausVid), 3-step causal DMD", "generator",
+                       (1000, 757, 522), 8.0, 3, "configs/wan_causal_dmd.yaml, causvid/models/wan/causal_inference.py",
+                       warp=False),
+    _self_forcing_like("causal-forcing", "Causal Forcing (thu-ml), chunk-wise 4-step", "generator_ema",
+                       (1000, 750, 500, 250), 5.0, 3, "thu-ml Causal Forcing configs"),
+    _self_forcing_like("causal-forcing-frame", "Causal Forcing (thu-ml), frame-wise 4-step", "generator_ema",
+                       (1000, 750, 500, 250), 5.0, 1, "thu-ml Causal Forcing configs"),
+]}
+
+
+def get_family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model family {name!r}; choose one of {', '.join(FAMILIES)}") from None

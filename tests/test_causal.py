@@ -1,0 +1,276 @@
+"""Causal streaming with a KV cache, proven exact against one full-sequence forward of the plain network.
+
+Each network call of a cached stream must equal the plain network run once over the whole history (the
+finished frames at t = 0, then the frames being denoised) with an additive mask built here by index
+arithmetic: a query frame sees the sink and the frames that were inside its window when it ran, and,
+inside the buffer, its own chunk and older ones. Float64 (but Wan's float32 head), tiny config; rolling,
+sinks and a RoPE table much shorter than the stream all covered.
+"""
+import pytest
+import torch
+
+from streamdit.causal import CacheSpec, CausalDenoiser
+from streamdit.codecs import PatchCodec
+from streamdit.config import ModelConfig
+from streamdit.denoiser import EmbeddingCache
+from streamdit.families import FAMILIES, get_family
+from streamdit.model import WanDiT, rope_table
+from streamdit.partition import Partition
+from streamdit.stream import Stream, StreamConfig
+from streamdit.text import hashed_text_encoder
+
+CFG = ModelConfig(dim=16, ffn_dim=32, num_heads=2, num_layers=2, in_dim=3, out_dim=3, text_dim=8, text_len=4,
+                  freq_dim=8)
+SIZE = 4  # frames 4x4 (patch codec p = 1), latent 4x4, tokens 2x2 per frame
+FRAME_TOKENS = 4
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def tiny_model(dtype=torch.float64, seed=0) -> WanDiT:
+    torch.manual_seed(seed)
+    model = WanDiT(CFG).to(dtype).eval()
+    with torch.no_grad():  # Wan zero-initialises the head: give it weights so outputs depend on everything
+        model.head.head.weight.normal_(0, 0.2)
+    return model
+
+
+class Recording(CausalDenoiser):
+    """The real cached denoiser, logging each call's inputs and outputs for the reference."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.log = []
+
+    def __call__(self, x, sigma, weights):
+        seen = self.cache.frames_seen if self.cache is not None else 0
+        v = super().__call__(x, sigma, weights)
+        self.log.append(("denoise", x.clone(), self.timesteps(sigma), v.clone(), seen))
+        return v
+
+    def commit(self, x0, weights):
+        self.log.append(("commit", x0.clone(), None, None, self.cache.frames_seen if self.cache else 0))
+        super().commit(x0, weights)
+
+
+def open_stream(model, partition, spec, family="self-forcing", seed=3, dtype=torch.float64, cls=Recording):
+    f = get_family(family)
+    steps = f.schedule() if partition.micro_steps == f.steps else None
+    config = StreamConfig(partition=partition, height=SIZE, width=SIZE, shift=f.shift, seed=seed, steps=steps,
+                          renoise=True, cache=spec)
+    text = EmbeddingCache(hashed_text_encoder(CFG.text_dim, CFG.text_len))
+    denoise = cls(model, text, spec, partition, config.schedule.timesteps, dtype)
+    return Stream(denoise, PatchCodec(1), config, "a cat walking", dtype=dtype)
+
+
+def visible(frames: int, finished: int, partition: Partition, spec: CacheSpec) -> torch.Tensor:
+    """bool [frames, frames]: may query frame q attend to key frame k? From the definitions, not the cache."""
+    c, rolling = partition.chunk_frames, spec.rolling_frames(partition)
+    out = torch.zeros(frames, frames, dtype=torch.bool)
+    for q in range(frames):
+        if q < finished:  # a finished frame, as its cache pass saw the past
+            start = q // c * c
+            end, boundary = start + c, start
+        else:  # a buffer frame: its chunk and older ones; the cache as it is now
+            j = (q - finished) // c
+            end = finished + (partition.stream_frames if spec.buffer_mask == "none" else (j + 1) * c)
+            boundary = finished
+        for k in range(frames):
+            out[q, k] = k < end and (k < spec.sink or k >= boundary - rolling)
+    return out
+
+
+def reference(model, xs: torch.Tensor, t: torch.Tensor, context: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+    """The plain network (WanDiT's own full-sequence forward) over [C, F, h, w] with an additive token mask."""
+    grid = (xs.shape[1], SIZE // 2, SIZE // 2)
+    additive = torch.zeros(vis.shape, dtype=torch.float64).masked_fill(~vis, float("-inf"))
+    mask = additive.repeat_interleave(FRAME_TOKENS, 0).repeat_interleave(FRAME_TOKENS, 1)
+    rope = rope_table(grid, CFG.head_dim, torch.device("cpu"), 0, torch.float64)  # absolute positions, any length
+    ctx = [model.embed_text(context)] * len(model.blocks)
+    with torch.no_grad():
+        return model._run(xs[None], t[None].float(), ctx, rope, [mask] * len(model.blocks), grid)[0]
+
+
+def check_against_reference(model, stream, partition, spec) -> int:
+    context = stream.denoise.text.get("a cat walking").double()[None]
+    finished, checked = [], 0
+    for kind, x, t, v, seen in stream.denoise.log:
+        if kind == "commit":
+            finished.append(x)
+            continue
+        assert seen == sum(f.shape[1] for f in finished)
+        history = torch.cat(finished + [x], dim=1) if finished else x
+        times = torch.cat([torch.zeros(seen), t.double()])
+        ref = reference(model, history, times, context, visible(history.shape[1], seen, partition, spec))
+        # float64 everywhere but Wan's float32 islands (time embedding, norms, head): summing the cache in ring
+        # order instead of sequence order moves the float32 head's rounding by ~6e-8
+        torch.testing.assert_close(v, ref[:, seen:], rtol=0, atol=1e-6)
+        checked += 1
+    return checked
+
+
+CASES = {  # name: (chunks N, chunk frames c, micro steps s, window W, sink S, rope limit, latent chunks to run)
+    "c3-roll": (1, 3, 4, 9, 0, 1024, 6),
+    "c1-roll": (1, 1, 4, 5, 0, 1024, 12),
+    "c3-sink-roll": (1, 3, 4, 12, 3, 1024, 8),
+    "c1-sink-past-rope-table": (1, 1, 4, 6, 2, 8, 20),
+    "c3-past-rope-table": (1, 3, 4, 9, 0, 10, 10),
+    "buffer-N2-block-causal": (2, 2, 2, 10, 2, 12, 9),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_cached_stream_equals_masked_full_sequence_forward(case):
+    n, c, s, w, sink, limit, chunks = CASES[case]
+    partition = Partition(chunks=n, chunk_frames=c, micro_steps=s)
+    spec = CacheSpec(window=w, sink=sink, rope_limit=limit)
+    model = tiny_model()
+    stream = open_stream(model, partition, spec)
+    for _ in range(chunks):
+        stream.next_latent_chunk()
+    checked = check_against_reference(model, stream, partition, spec)
+    cache = stream.denoise.cache
+    assert checked == len([e for e in stream.denoise.log if e[0] == "denoise"]) >= chunks
+    assert cache.frames_seen > sink + spec.rolling_frames(partition)  # the window rolled
+    if limit < 1024:
+        assert cache.offset > 0 and cache.position + partition.stream_frames <= limit  # re-based past the table
+
+
+def test_reference_mask_is_not_vacuous():
+    """The check above fails when the stream attends to a frame the window had dropped (a longer window)."""
+    partition = Partition(chunks=1, chunk_frames=1, micro_steps=4)
+    model = tiny_model()
+    stream = open_stream(model, partition, CacheSpec(window=7))
+    for _ in range(10):
+        stream.next_latent_chunk()
+    with pytest.raises(AssertionError):
+        check_against_reference(model, stream, partition, CacheSpec(window=5))
+
+
+def test_family_sampler_timesteps_fresh_noise_and_cache_pass():
+    """Self-Forcing's literal timesteps, x0 re-noised with fresh noise from the stream's generator, and the
+    t = 0 pass of each finished chunk (run when the next chunk starts)."""
+    f = FAMILIES["self-forcing"]
+    model = tiny_model()
+    stream = open_stream(model, f.partition(), f.cache(window=9), seed=11)
+    chunks = [stream.next_latent_chunk() for _ in range(3)]
+    log = stream.denoise.log
+    kinds = [e[0] for e in log]
+    assert kinds == ["denoise"] * 4 + (["commit"] + ["denoise"] * 4) * 2
+    seen_t = [e[2].unique().tolist() for e in log if e[0] == "denoise"]
+    assert seen_t[:4] == [[1000.0], [937.5], [pytest.approx(833.3333, abs=1e-3)], [625.0]] and seen_t[4:8] == seen_t[:4]
+    # the commit pass: each finished chunk's x0 at t = 0, in order
+    commits = [e[1] for e in log if e[0] == "commit"]
+    for x0, chunk in zip(commits, chunks):
+        torch.testing.assert_close(x0, chunk, rtol=0, atol=0)
+    # fresh noise: replay the stream's generator (first chunk, then three re-noisings, then the next chunk's noise)
+    g = torch.Generator().manual_seed(11)
+    draw = lambda: torch.randn((3, 3, SIZE, SIZE), generator=g).double()  # noqa: E731
+    x = draw()
+    sigmas = [s for s in reversed(f.schedule().table)]  # 1 ... 0
+    den = [e for e in log if e[0] == "denoise"]
+    for chunk_index in range(3):
+        for j in range(4):
+            _, xin, _, v, _ = den[4 * chunk_index + j]
+            torch.testing.assert_close(xin, x, rtol=0, atol=0)
+            x0 = xin - sigmas[j] * v.double()
+            if j < 3:
+                eps = draw()
+                x = (1 - sigmas[j + 1]) * x0 + sigmas[j + 1] * eps
+                predicted = xin + (1 - sigmas[j]) * v.double()  # Euler's (DDIM) noise: must not be what was used
+                assert (eps - predicted).abs().max() > 0.1
+        torch.testing.assert_close(chunks[chunk_index], x0, rtol=0, atol=1e-12)
+        x = draw()
+
+
+def test_causvid_uses_its_listed_timesteps_with_the_scheduler_sigmas():
+    f = FAMILIES["causvid"]
+    assert f.times == (1000.0, 757.0, 522.0) and f.shift == 8.0
+    assert f.sigmas[1] == pytest.approx(0.756757, abs=1e-6) and f.sigmas[2] == pytest.approx(0.521739, abs=1e-6)
+    model = tiny_model()
+    stream = open_stream(model, f.partition(), f.cache(window=9), family="causvid")
+    stream.next_latent_chunk()
+    assert [e[2].unique().tolist() for e in stream.denoise.log] == [[1000.0], [757.0], [522.0]]
+
+
+def test_memory_is_flat_for_any_length():
+    """The stream's tensors (cache, buffer) after 2,000 latent frames take the bytes they took after 200."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(dim=8, ffn_dim=8, num_heads=1, num_layers=1, in_dim=3, out_dim=3, text_dim=8, text_len=4,
+                      freq_dim=8)
+    model = WanDiT(cfg).eval()
+    f = FAMILIES["self-forcing"]
+    spec = f.cache(window=21)
+    config = StreamConfig(partition=f.partition(), height=4, width=4, shift=f.shift, steps=f.schedule(),
+                          renoise=True, cache=CacheSpec(window=21, rope_limit=64))
+    denoise = CausalDenoiser(model, EmbeddingCache(hashed_text_encoder(8, 4)), config.cache, config.partition,
+                             config.schedule.timesteps)
+    stream = Stream(denoise, PatchCodec(1), config, "a cat")
+    assert spec.window == 21
+
+    def tensor_bytes():
+        st = stream.state_dict()
+        cache = denoise.cache
+        return (cache.nbytes, stream.buffer.latents.numel(), sum(t.numel() for t in st["denoiser"]["cache"]["k"]))
+
+    while stream.latents_emitted < 200:
+        stream.next_latent_chunk()
+    at_200 = tensor_bytes()
+    while stream.latents_emitted < 2000:
+        stream.next_latent_chunk()
+    assert tensor_bytes() == at_200
+    assert denoise.cache.offset > 0  # passed the (small) RoPE table many times
+
+
+def test_save_restore_mid_stream_continues_bit_identically(tmp_path):
+    f = FAMILIES["self-forcing"]
+    spec = CacheSpec(window=9, sink=3, rope_limit=12)
+    model = tiny_model(torch.float32)
+    a = open_stream(model, f.partition(), spec, dtype=torch.float32, cls=CausalDenoiser)
+    for _ in range(5):
+        a.next_latent_chunk()
+    a.buffer.step(a._velocity, a._fresh)  # mid-chunk too
+    a.save(str(tmp_path / "state.pt"))
+    b = open_stream(model, f.partition(), spec, dtype=torch.float32, cls=CausalDenoiser)
+    b.load(str(tmp_path / "state.pt"))
+    for _ in range(6):
+        torch.testing.assert_close(a.next_latent_chunk(), b.next_latent_chunk(), rtol=0, atol=0)
+    assert b.denoise.cache.offset > 0
+
+
+def test_interrupt_leaves_a_valid_state():
+    """A cancel (before_call raising) at any call leaves a stream that continues exactly as if never stopped."""
+    f = FAMILIES["self-forcing"]
+    spec = CacheSpec(window=6)
+    model = tiny_model(torch.float32)
+    ref = open_stream(model, f.partition(), spec, dtype=torch.float32, cls=CausalDenoiser)
+    expected = [ref.next_latent_chunk() for _ in range(4)]
+    st = open_stream(model, f.partition(), spec, dtype=torch.float32, cls=CausalDenoiser)
+    calls = {"n": 0}
+
+    def cancel_every_third():
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise KeyboardInterrupt
+
+    st.before_call = cancel_every_third
+    got = []
+    while len(got) < 4:
+        try:
+            got.append(st.next_latent_chunk())
+        except KeyboardInterrupt:
+            pass
+    for a, b in zip(expected, got):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_cache_settings_that_cannot_work_are_refused():
+    p = Partition(chunks=1, chunk_frames=3, micro_steps=4)
+    with pytest.raises(ValueError, match="at least 6"):
+        CacheSpec(window=5, sink=3).rolling_frames(p)
+    with pytest.raises(ValueError, match="reference frames"):
+        CacheSpec(window=9).rolling_frames(Partition(chunks=1, chunk_frames=3, micro_steps=4, ref_frames=2))
+    with pytest.raises(ValueError, match="rope_limit"):
+        CacheSpec(window=30, rope_limit=21)
+    with pytest.raises(ValueError, match="buffer_mask"):
+        CacheSpec(window=9, buffer_mask="diagonal")
