@@ -136,6 +136,22 @@ def test_cached_stream_equals_masked_full_sequence_forward(case):
         assert cache.offset > 0 and cache.position + partition.stream_frames <= limit  # re-based past the table
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("case", ["c3-sink-roll", "c1-sink-past-rope-table", "buffer-N2-block-causal"])
+def test_cached_stream_on_cuda_equals_the_reference(case):
+    """The same exactness on the GPU (float64 kernels there; the reference runs on the CPU)."""
+    n, c, s, w, sink, limit, chunks = CASES[case]
+    partition = Partition(chunks=n, chunk_frames=c, micro_steps=s)
+    spec = CacheSpec(window=w, sink=sink, rope_limit=limit)
+    model = tiny_model()
+    stream = open_stream(model.to("cuda"), partition, spec)
+    stream.device = torch.device("cuda")
+    for _ in range(chunks):
+        stream.next_latent_chunk()
+    stream.denoise.log = [tuple(t.cpu() if torch.is_tensor(t) else t for t in e) for e in stream.denoise.log]
+    assert check_against_reference(model.cpu(), stream, partition, spec) >= chunks
+
+
 def test_reference_mask_is_not_vacuous():
     """The check above fails when the stream attends to a frame the window had dropped (a longer window)."""
     partition = Partition(chunks=1, chunk_frames=1, micro_steps=4)
