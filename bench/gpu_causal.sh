@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # One device session (a lent GPU): the cached stream's exactness tests on CUDA, then the causal benchmark
-# (Self-Forcing 1.3B, 832x480, TAEHV, bf16) and the bidirectional Wan benchmark. Results go to $OUT.
+# (Self-Forcing and CausVid 1.3B, 832x480, TAEHV, bf16) and the bidirectional Wan benchmark. Results go to $OUT.
 set -u
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 STREAMDIT_NO_PROGRESS=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" 2>&1 | tee -a "$OUT/gpu.txt"
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_causal.py 2>&1 | tail -5 | tee "$OUT/tests.txt"
-timeout 240 python3 bench/causal_fps.py --family self-forcing --seconds 10 --windows 4 \
-    --json "$OUT/causal-self-forcing-1.3b.json" --plot "$OUT/causal-self-forcing-1.3b.png" 2>&1 | tail -30
-timeout 120 python3 bench/causal_fps.py --family causvid --seconds 10 --windows 2 \
-    --json "$OUT/causal-causvid-1.3b.json" 2>&1 | tail -12
-timeout 200 python3 bench/wan_fps.py --seconds 5 --decoders taehv,vae --json "$OUT/wan-bidirectional-1.3b.json" 2>&1 | tail -8
+timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_causal.py > "$OUT/tests.txt" 2>&1; tail -3 "$OUT/tests.txt"
+timeout 120 python3 bench/causal_fps.py --family self-forcing --seconds 10 --windows 4 \
+    --json "$OUT/causal-self-forcing-1.3b.json" --plot "$OUT/causal-self-forcing-1.3b.png" 2>&1 | tail -9
+timeout 60 python3 bench/causal_fps.py --family self-forcing --window 12 --sink 3 --seconds 10 --windows 3 \
+    --json "$OUT/causal-self-forcing-w12s3-1.3b.json" 2>&1 | tail -9
+timeout 150 python3 bench/wan_fps.py --seconds 5 --decoders taehv,vae --json "$OUT/wan-bidirectional-1.3b.json" 2>&1 | tail -8

@@ -117,7 +117,9 @@ def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: WindowMask | None) -> Tensor:
 def _sdpa_cudnn(q: Tensor, k: Tensor, v: Tensor, mask: WindowMask | None) -> Tensor:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    kernels = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+    # MATH last: the flags are process-wide, so a decoder thread's SDPA (e.g. the Wan VAE's fp32 attention with
+    # head_dim 384) runs under them too and must always find a kernel
+    kernels = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
     try:
         context = sdpa_kernel(kernels, set_priority=True)
     except TypeError:  # older torch: no priority, just the allowed set

@@ -343,7 +343,8 @@ class WanDiT(nn.Module):
         grid = tuple(s // p for s, p in zip(x.shape[2:], pt))
         t = t.to(x.device).reshape(1, -1).expand(1, grid[0])
         context_kv = [self.embed_text(context)] * len(self.blocks)
-        rope = rope_table(grid, self.config.head_dim, x.device, cache.position, _rope_dtype(x))
+        # not through rope_table's cache: the start moves every chunk, and at 832x480 each table is 2.4 MB
+        rope = rope_table.__wrapped__(grid, self.config.head_dim, x.device, cache.position, _rope_dtype(x))
         x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
         e = self.time_embedding(timestep_embedding(t, self.config.freq_dim))
         e0 = self.time_projection(e).unflatten(-1, (6, -1))

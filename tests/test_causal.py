@@ -91,7 +91,7 @@ def reference(model, xs: torch.Tensor, t: torch.Tensor, context: torch.Tensor, v
         return model._run(xs[None], t[None].float(), ctx, rope, [mask] * len(model.blocks), grid)[0]
 
 
-def check_against_reference(model, stream, partition, spec) -> int:
+def check_against_reference(model, stream, partition, spec, atol=1e-6) -> int:
     context = stream.denoise.text.get("a cat walking").double()[None]
     finished, checked = [], 0
     for kind, x, t, v, seen in stream.denoise.log:
@@ -104,7 +104,7 @@ def check_against_reference(model, stream, partition, spec) -> int:
         ref = reference(model, history, times, context, visible(history.shape[1], seen, partition, spec))
         # float64 everywhere but Wan's float32 islands (time embedding, norms, head): summing the cache in ring
         # order instead of sequence order moves the float32 head's rounding by ~6e-8
-        torch.testing.assert_close(v, ref[:, seen:], rtol=0, atol=1e-6)
+        torch.testing.assert_close(v, ref[:, seen:], rtol=0, atol=atol)
         checked += 1
     return checked
 
@@ -149,7 +149,8 @@ def test_cached_stream_on_cuda_equals_the_reference(case):
     for _ in range(chunks):
         stream.next_latent_chunk()
     stream.denoise.log = [tuple(t.cpu() if torch.is_tensor(t) else t for t in e) for e in stream.denoise.log]
-    assert check_against_reference(model.cpu(), stream, partition, spec) >= chunks
+    # float32 islands on another device's kernels (cuBLAS vs CPU) add ~1e-7 relative
+    assert check_against_reference(model.cpu(), stream, partition, spec, atol=1e-5) >= chunks
 
 
 def test_reference_mask_is_not_vacuous():
