@@ -113,12 +113,16 @@ def plot(record: dict, path: str) -> None:
     a.set_ylabel("ms per chunk (denoise + cache pass)")
     b.plot(x, r["held_mib"], ".-", color="tab:orange")
     b.set_xlabel("latent frames streamed")
-    b.set_ylabel("memory held (MiB)" + (" RSS" if record["device"] == "cpu" else ""))
+    b.set_ylabel("memory held (MiB)" + (", process RSS" if record["device"] == "cpu" else ", CUDA allocated"))
+    b.set_ylim(0, max(r["held_mib"]) * 1.15)
+    a.set_ylim(0, max(r["ms_per_chunk"]) * 1.15)
     for ax in (a, b):
         ax.axvline(r["window"], color="gray", ls="--", lw=1)
         ax.text(r["window"], ax.get_ylim()[1], " window full", va="top", fontsize=8, color="gray")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{record['family']}: {record['describe']}", fontsize=9)
+    params = record["describe"].split(":")[1].split(",")[0].strip()  # "1419.00M parameters"
+    fig.suptitle(f"{record['family']} ({params}, random weights), {record['size']}, {record['dtype'].replace('torch.', '')}"
+                 f", {record['device']}: denoising only", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -141,7 +145,11 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="torch.compile the network (warm-up compiles)")
     ap.add_argument("--json")
     ap.add_argument("--plot")
+    ap.add_argument("--replot", help="only redraw --plot from this earlier --json record")
     args = ap.parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text()), args.plot)
+        return
     dev = torch.device(args.device)
     config = TINY if args.tiny else get_preset(args.preset).model
     if args.tiny:
