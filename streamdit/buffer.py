@@ -35,16 +35,36 @@ class StreamBuffer:
     """Latents plus the micro-step counter; all band arithmetic lives in Partition and Schedule."""
 
     def __init__(self, partition: Partition, schedule: Schedule, latents: torch.Tensor | None = None,
-                 micro: int = 0):
+                 micro: int = 0, first: Schedule | None = None):
         self.partition = partition
         self.schedule = schedule
         self.latents = latents  # [C, K + N c, h, w] or None before the start
         self.micro = micro  # j in 0..s-1: micro steps taken at the current buffer position
+        # A step table of its own for the stream's first chunk (Causal Forcing++'s 1- and 2-step models
+        # denoise their first frame in 4 steps); one chunk (N = 1) only.
+        self.first = first
+        self.first_pending = first is not None
+        if first is not None and (partition.chunks != 1 or partition.ref_frames or first.table is None):
+            raise ValueError("a first-chunk step table needs a single-chunk buffer (N = 1, K = 0) and a table")
+
+    @property
+    def _now(self) -> tuple[Partition, Schedule]:
+        """The partition and schedule of the chunk being denoised (the first chunk may have its own)."""
+        if self.first_pending:
+            p = self.partition
+            return Partition(1, p.chunk_frames, len(self.first.table) - 1), self.first
+        return self.partition, self.schedule
+
+    @property
+    def micro_steps(self) -> int:
+        """Micro steps of the current period (s, or the first chunk's own count)."""
+        return self._now[0].micro_steps
 
     # -- noise levels ----------------------------------------------------------------------------
     def sigmas(self, micro: int | None = None) -> torch.Tensor:
         """sigma per buffer frame (float64) at micro step j (default: now)."""
-        return self.schedule.sigmas(self.partition.frame_u(self.micro if micro is None else micro))
+        partition, schedule = self._now
+        return schedule.sigmas(partition.frame_u(self.micro if micro is None else micro))
 
     @property
     def started(self) -> bool:
@@ -73,7 +93,7 @@ class StreamBuffer:
 
     @property
     def period_done(self) -> bool:
-        return self.micro == self.partition.micro_steps
+        return self.micro == self.micro_steps
 
     def move(self, new_chunk: torch.Tensor) -> torch.Tensor:
         """After s micro steps: pop the finished chunk 1, shift every chunk one position older, push
@@ -94,6 +114,7 @@ class StreamBuffer:
         rest = self.latents[:, k + c:]
         self.latents = torch.cat([history, rest, new_chunk.to(self.latents)], dim=1)
         self.micro = 0
+        self.first_pending = False
         return finished
 
     # -- starting --------------------------------------------------------------------------------
@@ -132,6 +153,7 @@ class StreamBuffer:
             filled[:, :k] = x[:, :k]
         self.latents = filled
         self.micro = 0
+        self.first_pending = self.first is not None
         return filled[:, :k].clone()
 
     def noise_start(self, noise: torch.Tensor) -> torch.Tensor:
@@ -140,6 +162,7 @@ class StreamBuffer:
         p = self.partition
         if noise.shape[1] != p.buffer_frames:
             raise ValueError(f"warm-up noise has {noise.shape[1]} frames, the buffer holds {p.buffer_frames}")
+        self.first_pending = self.first is not None
         sigma = self.sigmas(0).to(noise.device, noise.dtype).view(1, -1, 1, 1)
         self.latents = noise * sigma
         self.micro = 0
@@ -149,7 +172,7 @@ class StreamBuffer:
     def state_dict(self) -> dict:
         return {"latents": None if self.latents is None else self.latents.detach().cpu().clone(),
                 "micro": self.micro, "partition": self.partition.to_dict(), "shift": self.schedule.shift,
-                "schedule": self.schedule.to_dict()}
+                "schedule": self.schedule.to_dict(), "first_pending": self.first_pending}
 
     def load_state_dict(self, state: dict, device: torch.device | str | None = None) -> None:
         saved = Partition(**state["partition"])
@@ -161,4 +184,5 @@ class StreamBuffer:
         lat = state["latents"]
         self.latents = None if lat is None else lat.to(device or lat.device).clone()
         self.micro = int(state["micro"])
+        self.first_pending = bool(state.get("first_pending", False))
 

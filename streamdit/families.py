@@ -49,6 +49,8 @@ class Family:
     sink: int = 0
     rope_limit: int = 1024
     source: str = ""
+    warped: bool = True  # the network sees 1000 sigma (warped lists); else the listed t (CausVid)
+    first_sigmas: tuple[float, ...] = ()  # the first chunk's own steps (Causal Forcing++), noisiest first
 
     @property
     def steps(self) -> int:
@@ -56,7 +58,13 @@ class Family:
 
     def schedule(self) -> Schedule:
         """The literal step table as a Schedule over u = m / steps (u = 0 clean)."""
-        return Schedule(self.shift, table=(0.0, *reversed(self.sigmas)), times=(0.0, *reversed(self.times)))
+        times = None if self.warped else (0.0, *reversed(self.times))
+        return Schedule(self.shift, table=(0.0, *reversed(self.sigmas)), times=times)
+
+    def first_schedule(self) -> Schedule | None:
+        if not self.first_sigmas:
+            return None
+        return Schedule(self.shift, table=(0.0, *reversed(self.first_sigmas)))
 
     def partition(self) -> Partition:
         return Partition(chunks=1, chunk_frames=self.chunk_frames, micro_steps=self.steps)
@@ -69,33 +77,47 @@ class Family:
         if not self.causal:
             return f"{self.name} ({self.title})"
         ts = ", ".join(f"{t:g}" for t in self.times)
-        return (f"{self.name} ({self.title}): causal, chunks of {self.chunk_frames} latent frames, timesteps [{ts}], "
-                f"x0 re-noised, KV cache of {self.window} frames" + (f" with a sink of {self.sink}" if self.sink else ""))
+        first = (f" (the first chunk: [{', '.join(f'{1000 * s:g}' for s in self.first_sigmas)}])"
+                 if self.first_sigmas else "")
+        return (f"{self.name} ({self.title}): causal, chunks of {self.chunk_frames} latent frame"
+                f"{'s' if self.chunk_frames > 1 else ''}, timesteps [{ts}]{first}, x0 re-noised, KV cache of "
+                f"{self.window} frames" + (f" with a sink of {self.sink}" if self.sink else ""))
 
 
 def _self_forcing_like(name: str, title: str, state_key: str | None, times_listed: tuple[float, ...], shift: float,
-                       chunk: int, source: str, warp: bool = True) -> Family:
+                       chunk: int, source: str, warp: bool = True, first: tuple[float, ...] = ()) -> Family:
     if warp:
         sigmas = tuple(warped_sigma(t, shift) for t in times_listed)
         times = tuple(1000.0 * s for s in sigmas)
     else:
         sigmas = tuple(scheduler_sigma(t, shift) for t in times_listed)
         times = tuple(float(t) for t in times_listed)
-    return Family(name, title, True, state_key, chunk, times, sigmas, shift, source=source)
+    return Family(name, title, True, state_key, chunk, times, sigmas, shift, source=source, warped=warp,
+                  first_sigmas=tuple(warped_sigma(t, shift) for t in first))
+
+
+_CF = "thu-ml/Causal-Forcing configs/causal_forcing_dmd_{}.yaml, pipeline/causal_inference.py, README.md"
+_FOUR = (1000, 750, 500, 250)
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("wan", "bidirectional Wan 2.1: the moving buffer, training-free or StreamDiT-tuned", False,
            source="this project (docs/wan.md)"),
     _self_forcing_like("self-forcing", "Self-Forcing (guandeh17/Self-Forcing), 4-step DMD", "generator_ema",
-                       (1000, 750, 500, 250), 5.0, 3, "configs/self_forcing_dmd.yaml, pipeline/causal_inference.py"),
+                       _FOUR, 5.0, 3, "guandeh17/Self-Forcing configs/self_forcing_dmd.yaml, "
+                       "pipeline/causal_inference.py"),
     _self_forcing_like("causvid", "CausVid (tianweiy/CausVid), 3-step causal DMD", "generator",
-                       (1000, 757, 522), 8.0, 3, "configs/wan_causal_dmd.yaml, causvid/models/wan/causal_inference.py",
-                       warp=False),
-    _self_forcing_like("causal-forcing", "Causal Forcing (thu-ml), chunk-wise 4-step", "generator_ema",
-                       (1000, 750, 500, 250), 5.0, 3, "thu-ml Causal Forcing configs"),
-    _self_forcing_like("causal-forcing-frame", "Causal Forcing (thu-ml), frame-wise 4-step", "generator_ema",
-                       (1000, 750, 500, 250), 5.0, 1, "thu-ml Causal Forcing configs"),
+                       (1000, 757, 522), 8.0, 3, "tianweiy/CausVid configs/wan_causal_dmd.yaml, "
+                       "causvid/models/wan/causal_inference.py, causvid/models/wan/wan_wrapper.py", warp=False),
+    # the README runs the chunk-wise model without --use_ema (generator), the frame-wise ones with it
+    _self_forcing_like("causal-forcing", "Causal Forcing (thu-ml), chunk-wise 4-step", "generator", _FOUR, 5.0, 3,
+                       _CF.format("chunkwise")),
+    _self_forcing_like("causal-forcing-frame", "Causal Forcing (thu-ml), frame-wise 4-step", "generator_ema", _FOUR,
+                       5.0, 1, _CF.format("framewise")),
+    _self_forcing_like("causal-forcing-frame-2step", "Causal Forcing++ (thu-ml), frame-wise 2-step",
+                       "generator_ema", (1000, 500), 5.0, 1, _CF.format("framewise_2step"), first=_FOUR),
+    _self_forcing_like("causal-forcing-frame-1step", "Causal Forcing++ (thu-ml), frame-wise 1-step",
+                       "generator_ema", (1000,), 5.0, 1, _CF.format("framewise_1step"), first=_FOUR),
 ]}
 
 

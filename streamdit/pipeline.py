@@ -164,8 +164,8 @@ class Pipeline:
                                  "work with it (leave it unset)")
         d = self.bundle.defaults
         return StreamConfig(partition=f.partition(), height=height or d.height, width=width or d.width,
-                            fps=float(fps or d.fps), shift=f.shift, seed=int(seed), steps=f.schedule(), renoise=True,
-                            cache=f.cache(window, sink))
+                            fps=float(fps or d.fps), shift=f.shift, seed=int(seed), steps=f.schedule(),
+                            first_steps=f.first_schedule(), renoise=True, cache=f.cache(window, sink))
 
     def _config(self, seed: int = 0, width: int | None = None, height: int | None = None, fps: float | None = None,
                 buffer_frames: int | None = None, chunk_frames: int | None = None, micro_steps: int | None = None,

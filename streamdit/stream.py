@@ -38,6 +38,7 @@ class StreamConfig:
     seed: int = 0
     cold_start: str = "uniform"  # "uniform" (coherent, costs (N-1) s calls) or "noise" (naive warm-up)
     steps: Schedule | None = None  # a literal step table (distilled families); None: the shift formula
+    first_steps: Schedule | None = None  # the first chunk's own step table (N = 1 only)
     renoise: bool = False  # re-noise x0 with fresh noise at each step (the Self-Forcing family's sampler)
     cache: CacheSpec | None = None  # causal streaming: the KV cache of finished frames
 
@@ -59,6 +60,7 @@ class StreamConfig:
         d = asdict(self)
         d["partition"] = self.partition.to_dict()
         d["steps"] = None if self.steps is None else self.steps.to_dict()
+        d["first_steps"] = None if self.first_steps is None else self.first_steps.to_dict()
         d["cache"] = None if self.cache is None else self.cache.to_dict()
         return d
 
@@ -74,7 +76,7 @@ class Stream:
         self.device, self.dtype = torch.device(device), dtype  # dtype of the latents (the model may use less)
         h, w = codec.latent_size(config.height, config.width)
         self.latent_shape = (codec.latent_channels, h, w)
-        self.buffer = StreamBuffer(config.partition, config.schedule)
+        self.buffer = StreamBuffer(config.partition, config.schedule, first=config.first_steps)
         if config.cache is not None and not hasattr(denoise, "commit"):
             raise TypeError("a causal stream (config.cache set) needs a denoiser with a KV cache (CausalDenoiser)")
         self.generator = torch.Generator().manual_seed(int(config.seed))
@@ -93,7 +95,7 @@ class Stream:
     def clock(self) -> float:
         """Playback clock in video frames: finished frames plus the progress of the oldest chunk."""
         p = self.partition
-        latent = self.latents_emitted + (self.buffer.micro / p.micro_steps) * p.chunk_frames * self.buffer.started
+        latent = self.latents_emitted + (self.buffer.micro / self.buffer.micro_steps) * p.chunk_frames * self.buffer.started
         return latent * self.codec.temporal_factor
 
     def set_prompt(self, prompt: str) -> None:
@@ -246,8 +248,9 @@ class Stream:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"stream state version {state.get('version')!r} is not {STATE_VERSION}; "
                              "it was saved by another release: start a new stream")
-        mine, theirs = self.config.to_dict(), {"steps": None, "renoise": False, "cache": None, **state["config"]}
-        for key in ("partition", "height", "width", "shift", "steps", "renoise", "cache"):
+        mine, theirs = self.config.to_dict(), {"steps": None, "first_steps": None, "renoise": False, "cache": None,
+                                               **state["config"]}
+        for key in ("partition", "height", "width", "shift", "steps", "first_steps", "renoise", "cache"):
             if mine[key] != theirs[key]:
                 raise ValueError(f"saved stream has {key}={theirs[key]}, this stream {mine[key]}; "
                                  "restore into a stream with the same settings")

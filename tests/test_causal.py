@@ -109,6 +109,21 @@ def check_against_reference(model, stream, partition, spec, atol=1e-6) -> int:
     return checked
 
 
+def stop_inside(stream, calls: int) -> None:
+    """Run the next chunk and cancel it (as ComfyUI's cancel does) before network call number calls + 1."""
+    count = {"n": 0}
+
+    def hook():
+        count["n"] += 1
+        if count["n"] > calls:
+            raise KeyboardInterrupt
+
+    stream.before_call = hook
+    with pytest.raises(KeyboardInterrupt):
+        stream.next_latent_chunk()
+    stream.before_call = None
+
+
 CASES = {  # name: (chunks N, chunk frames c, micro steps s, window W, sink S, rope limit, latent chunks to run)
     "c3-roll": (1, 3, 4, 9, 0, 1024, 6),
     "c1-roll": (1, 1, 4, 5, 0, 1024, 12),
@@ -210,6 +225,33 @@ def test_causvid_uses_its_listed_timesteps_with_the_scheduler_sigmas():
     assert [e[2].unique().tolist() for e in stream.denoise.log] == [[1000.0], [757.0], [522.0]]
 
 
+@pytest.mark.parametrize("family,later", [("causal-forcing-frame-2step", [1000.0, 833.3333]),
+                                          ("causal-forcing-frame-1step", [1000.0])])
+def test_causal_forcing_plus_plus_first_frame_has_its_own_steps(family, later, tmp_path):
+    """Causal Forcing++: the stream's first chunk (one frame) in the 4-step list, every later one in 2 or 1."""
+    f = FAMILIES[family]
+    config = StreamConfig(partition=f.partition(), height=SIZE, width=SIZE, shift=f.shift, seed=2, steps=f.schedule(),
+                          first_steps=f.first_schedule(), renoise=True, cache=f.cache(window=6))
+    model = tiny_model()
+    denoise = Recording(model, EmbeddingCache(hashed_text_encoder(CFG.text_dim, CFG.text_len)), config.cache,
+                        config.partition, config.schedule.timesteps, torch.float64)
+    stream = Stream(denoise, PatchCodec(1), config, "a cat walking", dtype=torch.float64)
+    stream.next_latent_chunk()
+    stop_inside(stream, calls=1)  # the second chunk after its cache pass: save there, restore, go on
+    stream.save(str(tmp_path / "s.pt"))
+    for _ in range(2):
+        stream.next_latent_chunk()
+    seen = [[round(x, 4) for x in e[2].unique().tolist()] if e[0] == "denoise" else "commit" for e in denoise.log]
+    four = [[1000.0], [937.5], [833.3333], [625.0]]
+    assert seen == four + ["commit", [later[0]]] + [[t] for t in later[1:]] + ["commit"] + [[t] for t in later]
+    assert check_against_reference(model, stream, f.partition(), config.cache) == 4 + 2 * len(later)
+    again = Stream(CausalDenoiser(model, denoise.text, config.cache, config.partition, config.schedule.timesteps,
+                                  torch.float64), PatchCodec(1), config, "a cat walking", dtype=torch.float64)
+    again.load(str(tmp_path / "s.pt"))
+    assert not again.buffer.first_pending
+    torch.testing.assert_close(again.next_latent_chunk(), [e for e in denoise.log if e[0] == "commit"][1][1])
+
+
 def test_memory_is_flat_for_any_length():
     """The stream's tensors (cache, buffer) after 2,000 latent frames take the bytes they took after 200."""
     torch.manual_seed(0)
@@ -246,7 +288,7 @@ def test_save_restore_mid_stream_continues_bit_identically(tmp_path):
     a = open_stream(model, f.partition(), spec, dtype=torch.float32, cls=CausalDenoiser)
     for _ in range(5):
         a.next_latent_chunk()
-    a.buffer.step(a._velocity, a._fresh)  # mid-chunk too
+    stop_inside(a, calls=3)  # mid-chunk too: the cache pass and two steps done
     a.save(str(tmp_path / "state.pt"))
     b = open_stream(model, f.partition(), spec, dtype=torch.float32, cls=CausalDenoiser)
     b.load(str(tmp_path / "state.pt"))
