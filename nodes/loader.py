@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ..streamdit import attention
+from ..streamdit.families import FAMILIES
 from ..streamdit.pipeline import Pipeline, default_model_path, default_teacher_path
 from . import host
 
@@ -131,6 +132,15 @@ class StreamDiTModelLoader:
                     "tooltip": "torch.compile the network: the first stream compiles it (about 45 s on a 2-core CPU, "
                                "seconds once cached on disk), then it runs about 1.4x faster on a CPU. Needs a C++ "
                                "compiler (CPU) or Triton (GPU); without one it warns and runs as before."}),
+                # after compile: saved workflows list widget values by position
+                "family": (["auto", *FAMILIES], {
+                    "default": "auto",
+                    "tooltip": "How a Wan 2.1 file streams. Causal and bidirectional Wan files have the same tensors, "
+                               "so say which one you downloaded: self-forcing, causvid, causal-forcing (chunk-wise), "
+                               "causal-forcing-frame (and its ++ 1/2-step models) stream causally with a KV cache, as "
+                               "their authors trained them; wan is the bidirectional buffer. auto = the file's own "
+                               "(StreamDiT files say it) or wan. A causal family fixes its own sampler: the Buffer "
+                               "Settings' chunks, chunk_frames, micro_steps, ref_frames and shift are not used."}),
             },
         }
 
@@ -144,7 +154,7 @@ class StreamDiTModelLoader:
         return True
 
     def load(self, model: str, device: str, dtype: str, attention: str, decoder: str = OWN_CODEC,
-             compile: bool = False):
+             compile: bool = False, family: str = "auto"):
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         if model == EMBEDDED:
@@ -163,14 +173,16 @@ class StreamDiTModelLoader:
             if decoder_file is None:
                 raise FileNotFoundError(f"decoder file {decoder!r} was not found in models/vae or models/vae_approx")
         mtime = os.path.getmtime(source) if os.path.isfile(source) else 0.0
-        identity = (source, mtime, dev, str(dt), decoder_file)
+        chosen = None if family in (None, "auto") else family
+        identity = (source, mtime, dev, str(dt), decoder_file, chosen)  # a family can pick another entry of a .pt
         with _cache_lock:
             pipe = _cache.get(identity)
             if pipe is None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # the random-fallback warning: the description says it
                     pipe = Pipeline.load(None if model == EMBEDDED and decoder_file is None else source,
-                                         decoder=decoder_file, device=dev, dtype=dt, attention_backend=attention)
+                                         decoder=decoder_file, device=dev, dtype=dt, attention_backend=attention,
+                                         family=chosen)
                 _cache[identity] = pipe
             if pipe.bundle.model.compile_enabled != bool(compile):
                 pipe.bundle.model.use_compile(bool(compile))

@@ -246,9 +246,13 @@ class StreamDiTSampler:
         if new:
             bundle = model.pipeline.bundle
             check_size_for_model(settings, bundle.codec.spatial_factor, tuple(bundle.config.patch_size))
+            kwargs = settings.stream_kwargs()
+            if pipe.family.causal:  # the family's own sampler: only the size, frame rate and seed apply
+                kwargs = {k: kwargs[k] for k in ("seed", "width", "height", "fps")}
+                host.log.info("streamdit: %s", pipe.family.describe())
             stream = pipe.stream(prompt.schedule, cfg_scale=prompt.cfg,
                                            negative_prompt=prompt.negative_prompt,
-                                           transition_seconds=prompt.transition_seconds, **settings.stream_kwargs())
+                                           transition_seconds=prompt.transition_seconds, **kwargs)
             entry = registry.Entry(key, stream, fingerprint, prompt.schedule)
             registry.put(entry)
         else:
@@ -271,6 +275,8 @@ def apply_live_changes(entry: registry.Entry, prompt) -> None:
         if stream.check_prompt is not None:
             stream.check_prompt(prompt.negative_prompt)
         denoise.negative_prompt = prompt.negative_prompt
+    if stream.config.cache is not None and float(prompt.cfg) != 1.0:
+        raise ValueError("this model's family is guidance-distilled: it streams at cfg 1; set cfg back to 1")
     if hasattr(denoise, "cfg_scale"):
         denoise.cfg_scale = float(prompt.cfg)
     stream.prompts.transition_frames = prompt.transition_seconds * stream.config.fps
