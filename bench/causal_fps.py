@@ -121,8 +121,9 @@ def plot(record: dict, path: str) -> None:
         ax.text(r["window"], ax.get_ylim()[1], " window full", va="top", fontsize=8, color="gray")
         ax.grid(alpha=0.3)
     params = record["describe"].split(":")[1].split(",")[0].strip()  # "1419.00M parameters"
-    fig.suptitle(f"{record['family']} ({params}, random weights), {record['size']}, {record['dtype'].replace('torch.', '')}"
-                 f", {record['device']}: denoising only", fontsize=9)
+    dtype = record["dtype"].replace("torch.", "")
+    fig.suptitle(f"{record['family']} ({params}, random weights), {record['size']}, {dtype}, {record['device']}: "
+                 "denoising only", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -49,8 +49,8 @@ class CacheSpec:
         if self.buffer_mask not in BUFFER_MASKS:
             raise ValueError(f"buffer_mask={self.buffer_mask!r}; choose one of {', '.join(BUFFER_MASKS)}")
         if self.window > self.rope_limit:
-            raise ValueError(f"cache window {self.window} frames exceeds rope_limit {self.rope_limit}: the positions of "
-                             "one window must fit the RoPE table")
+            raise ValueError(f"cache window {self.window} frames exceeds rope_limit {self.rope_limit}: the positions "
+                             "of one window must fit the RoPE table")
 
     def rolling_frames(self, partition: Partition) -> int:
         """R: finished frames kept besides the sink."""

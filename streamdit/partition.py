@@ -36,7 +36,8 @@ class Schedule:
         if self.table is not None:
             table = tuple(float(x) for x in self.table)
             if len(table) < 2 or table[0] != 0.0 or any(b <= a for a, b in zip(table, table[1:])):
-                raise ValueError(f"step table {table} must rise strictly from sigma 0 (clean) to the first step's sigma")
+                raise ValueError(f"step table {table} must rise strictly from sigma 0 (clean) to the first "
+                                 "step's sigma")
             object.__setattr__(self, "table", table)
         if self.times is not None:
             if self.table is None or len(self.times) != len(self.table):

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 from . import attention
+from .causal import CausalDenoiser
 from .checkpoint import Bundle, load_checkpoint
 from .codecs import build_codec
 from .config import get_preset
-from .causal import CausalDenoiser
 from .denoiser import EmbeddingCache, ModelDenoiser
 from .families import FAMILIES, Family, get_family
 from .partition import Partition

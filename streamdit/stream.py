@@ -95,7 +95,8 @@ class Stream:
     def clock(self) -> float:
         """Playback clock in video frames: finished frames plus the progress of the oldest chunk."""
         p = self.partition
-        latent = self.latents_emitted + (self.buffer.micro / self.buffer.micro_steps) * p.chunk_frames * self.buffer.started
+        progress = self.buffer.micro / self.buffer.micro_steps  # the first chunk may have steps of its own
+        latent = self.latents_emitted + progress * p.chunk_frames * self.buffer.started
         return latent * self.codec.temporal_factor
 
     def set_prompt(self, prompt: str) -> None:

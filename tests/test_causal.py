@@ -215,6 +215,28 @@ def test_family_sampler_timesteps_fresh_noise_and_cache_pass():
         x = draw()
 
 
+@pytest.mark.parametrize("name", [f.name for f in FAMILIES.values() if f.causal])
+def test_every_family_runs_its_literal_steps_then_the_cache_pass(name):
+    """Two chunks of each family through a recording of the real denoiser: the network's timesteps, in order."""
+    f = FAMILIES[name]
+    config = StreamConfig(partition=f.partition(), height=SIZE, width=SIZE, shift=f.shift, steps=f.schedule(),
+                          first_steps=f.first_schedule(), renoise=True, cache=f.cache())
+    denoise = Recording(tiny_model(), EmbeddingCache(hashed_text_encoder(CFG.text_dim, CFG.text_len)), config.cache,
+                        config.partition, config.schedule.timesteps, torch.float64)
+    stream = Stream(denoise, PatchCodec(1), config, "a cat", dtype=torch.float64)
+    stream.next_latent_chunk()
+    stream.next_latent_chunk()
+    seen = [e[2].unique().tolist() if e[0] == "denoise" else "commit" for e in denoise.log]
+    first = [1000 * s for s in f.first_sigmas] or list(f.times)
+    expected = [[pytest.approx(t, abs=1e-4)] for t in first] + ["commit"] + [[pytest.approx(t, abs=1e-4)]
+                                                                             for t in f.times]
+    assert seen == expected
+    listed = {"self-forcing": [1000, 937.5, 833.3333, 625], "causvid": [1000, 757, 522],
+              "causal-forcing": [1000, 937.5, 833.3333, 625], "causal-forcing-frame": [1000, 937.5, 833.3333, 625],
+              "causal-forcing-frame-2step": [1000, 833.3333], "causal-forcing-frame-1step": [1000]}[name]
+    assert list(f.times) == pytest.approx(listed, abs=1e-4)
+
+
 def test_causvid_uses_its_listed_timesteps_with_the_scheduler_sigmas():
     f = FAMILIES["causvid"]
     assert f.times == (1000.0, 757.0, 522.0) and f.shift == 8.0
