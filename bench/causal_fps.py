@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import time_stream  # noqa: E402
 from streamdit.checkpoint import Bundle  # noqa: E402
 from streamdit.codecs.taehv import TAEHVCodec  # noqa: E402
 from streamdit.config import ModelConfig, get_preset  # noqa: E402
@@ -85,13 +86,8 @@ def end_to_end(pipe: Pipeline, frames: int, args) -> dict:
         torch.cuda.reset_peak_memory_stats(dev)
     stream = pipe.stream(PROMPT, width=args.width, height=args.height, window=args.window, sink=args.sink)
     sync(dev)
-    start = time.perf_counter()
-    first, done = None, 0
-    for chunk in stream.frames(frames):
-        if first is None:
-            first = time.perf_counter() - start
-        done += chunk.shape[0]
-    total = time.perf_counter() - start
+    t = time_stream(stream, frames)
+    done, total, first = t["frames"], t["seconds"], t["first_frame_s"]
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
     return {"frames": done, "seconds": round(total, 3), "fps": round(done / total, 2),
             "steady_fps": round((done - 1) / max(total - first, 1e-9), 2), "first_frame_s": round(first, 3),
