@@ -44,6 +44,7 @@ class StreamBuffer:
         # denoise their first frame in 4 steps); one chunk (N = 1) only.
         self.first = first
         self.first_pending = first is not None
+        self.present = partition.chunks  # chunks in the buffer: fewer while a ramp start fills it
         if first is not None and (partition.chunks != 1 or partition.ref_frames or first.table is None):
             raise ValueError("a first-chunk step table needs a single-chunk buffer (N = 1, K = 0) and a table")
 
@@ -62,9 +63,12 @@ class StreamBuffer:
 
     # -- noise levels ----------------------------------------------------------------------------
     def sigmas(self, micro: int | None = None) -> torch.Tensor:
-        """sigma per buffer frame (float64) at micro step j (default: now)."""
+        """sigma per buffer frame (float64) at micro step j (default: now); while a ramp start fills the
+        buffer, only its newest chunks are there, at their own levels."""
         partition, schedule = self._now
-        return schedule.sigmas(partition.frame_u(self.micro if micro is None else micro))
+        sigma = schedule.sigmas(partition.frame_u(self.micro if micro is None else micro))
+        missing = (partition.chunks - self.present) * partition.chunk_frames
+        return sigma[missing:]
 
     @property
     def started(self) -> bool:
@@ -109,6 +113,11 @@ class StreamBuffer:
         if new_chunk.shape != (self.latents.shape[0], c, *self.latents.shape[2:]):
             raise ValueError(f"new chunk has shape {tuple(new_chunk.shape)}, expected "
                              f"{(self.latents.shape[0], c, *self.latents.shape[2:])}")
+        if self.present < p.chunks:  # a ramp start: the new chunk joins, nothing is finished yet
+            self.latents = torch.cat([self.latents, new_chunk.to(self.latents)], dim=1)
+            self.present += 1
+            self.micro = 0
+            return self.latents[:, :0].clone()
         finished = self.latents[:, k:k + c].clone()
         history = torch.cat([self.latents[:, :k], finished], dim=1)[:, c:]  # the last K finished frames
         rest = self.latents[:, k + c:]
@@ -153,8 +162,22 @@ class StreamBuffer:
             filled[:, :k] = x[:, :k]
         self.latents = filled
         self.micro = 0
+        self.present = n
         self.first_pending = self.first is not None
         return filled[:, :k].clone()
+
+    def ramp_start(self, noise: torch.Tensor) -> torch.Tensor:
+        """Rolling Forcing's start: the buffer begins with one chunk of noise at the top level; each move
+        adds a chunk until the buffer is full, so the first chunk takes every level (N s calls) before it
+        finishes. Nothing is guessed, and no call runs before the first one of the stream."""
+        p = self.partition
+        if p.ref_frames or noise.shape[1] != p.chunk_frames:
+            raise ValueError(f"a ramp start takes one chunk of {p.chunk_frames} noise frames and no reference frames")
+        self.present = 1
+        self.latents = noise.clone()
+        self.micro = 0
+        self.first_pending = self.first is not None
+        return noise[:, :0].clone()
 
     def noise_start(self, noise: torch.Tensor) -> torch.Tensor:
         """Naive warm-up: every position holds pure noise scaled to its band level (x0 guessed as 0);
@@ -163,6 +186,7 @@ class StreamBuffer:
         if noise.shape[1] != p.buffer_frames:
             raise ValueError(f"warm-up noise has {noise.shape[1]} frames, the buffer holds {p.buffer_frames}")
         self.first_pending = self.first is not None
+        self.present = p.chunks
         sigma = self.sigmas(0).to(noise.device, noise.dtype).view(1, -1, 1, 1)
         self.latents = noise * sigma
         self.micro = 0
@@ -172,7 +196,7 @@ class StreamBuffer:
     def state_dict(self) -> dict:
         return {"latents": None if self.latents is None else self.latents.detach().cpu().clone(),
                 "micro": self.micro, "partition": self.partition.to_dict(), "shift": self.schedule.shift,
-                "schedule": self.schedule.to_dict(), "first_pending": self.first_pending}
+                "schedule": self.schedule.to_dict(), "first_pending": self.first_pending, "present": self.present}
 
     def load_state_dict(self, state: dict, device: torch.device | str | None = None) -> None:
         saved = Partition(**state["partition"])
@@ -185,4 +209,5 @@ class StreamBuffer:
         self.latents = None if lat is None else lat.to(device or lat.device).clone()
         self.micro = int(state["micro"])
         self.first_pending = bool(state.get("first_pending", False))
+        self.present = int(state.get("present", self.partition.chunks))
 

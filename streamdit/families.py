@@ -51,6 +51,10 @@ class Family:
     source: str = ""
     warped: bool = True  # the network sees 1000 sigma (warped lists); else the listed t (CausVid)
     first_sigmas: tuple[float, ...] = ()  # the first chunk's own steps (Causal Forcing++), noisiest first
+    chunks: int = 1  # N: chunks denoised together (Rolling Forcing's window: 5, one step each)
+    cache_options: tuple[tuple[str, object], ...] = ()  # more CacheSpec fields (anchor, commit_window, ...)
+    cold_start: str = "uniform"  # with N = 1 the uniform start runs no call at all
+    lora: str | None = None  # what the authors' LoRA file holds, if the family needs one (LongLive)
 
     @property
     def steps(self) -> int:
@@ -67,11 +71,15 @@ class Family:
         return Schedule(self.shift, table=(0.0, *reversed(self.first_sigmas)))
 
     def partition(self) -> Partition:
-        return Partition(chunks=1, chunk_frames=self.chunk_frames, micro_steps=self.steps)
+        """N chunks of c frames; every frame takes each listed step once, so s = steps / N."""
+        return Partition(chunks=self.chunks, chunk_frames=self.chunk_frames, micro_steps=self.steps // self.chunks)
 
     def cache(self, window: int | None = None, sink: int | None = None) -> CacheSpec:
+        options = dict(self.cache_options)
+        if window is not None and options.get("commit_window") is not None:
+            options["commit_window"] = window
         return CacheSpec(window=self.window if window is None else window, sink=self.sink if sink is None else sink,
-                         rope_limit=self.rope_limit)
+                         rope_limit=self.rope_limit, **options)
 
     def describe(self) -> str:
         if not self.causal:
@@ -79,13 +87,16 @@ class Family:
         ts = ", ".join(f"{t:g}" for t in self.times)
         first = (f" (the first chunk: [{', '.join(f'{1000 * s:g}' for s in self.first_sigmas)}])"
                  if self.first_sigmas else "")
+        window = f", a window of {self.chunks} chunks at rising noise" if self.chunks > 1 else ""
         return (f"{self.name} ({self.title}): causal, chunks of {self.chunk_frames} latent frame"
-                f"{'s' if self.chunk_frames > 1 else ''}, timesteps [{ts}]{first}, x0 re-noised, KV cache of "
-                f"{self.window} frames" + (f" with a sink of {self.sink}" if self.sink else ""))
+                f"{'s' if self.chunk_frames > 1 else ''}{window}, timesteps [{ts}]{first}, x0 re-noised, KV cache of "
+                f"{self.window} frames" + (f" with a sink of {self.sink}" if self.sink else "")
+                + (" (an anchor)" if dict(self.cache_options).get("anchor") else "")
+                + ("; re-caches on prompt changes" if dict(self.cache_options).get("recache") else ""))
 
 
 def _self_forcing_like(name: str, title: str, state_key: str | None, times_listed: tuple[float, ...], shift: float,
-                       chunk: int, source: str, warp: bool = True, first: tuple[float, ...] = ()) -> Family:
+                       chunk: int, source: str, warp: bool = True, first: tuple[float, ...] = (), **more) -> Family:
     if warp:
         sigmas = tuple(warped_sigma(t, shift) for t in times_listed)
         times = tuple(1000.0 * s for s in sigmas)
@@ -93,7 +104,7 @@ def _self_forcing_like(name: str, title: str, state_key: str | None, times_liste
         sigmas = tuple(scheduler_sigma(t, shift) for t in times_listed)
         times = tuple(float(t) for t in times_listed)
     return Family(name, title, True, state_key, chunk, times, sigmas, shift, source=source, warped=warp,
-                  first_sigmas=tuple(warped_sigma(t, shift) for t in first))
+                  first_sigmas=tuple(warped_sigma(t, shift) for t in first), **more)
 
 
 _CF = "thu-ml/Causal-Forcing configs/causal_forcing_dmd_{}.yaml, pipeline/causal_inference.py, README.md"
@@ -118,6 +129,19 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
                        "generator_ema", (1000, 500), 5.0, 1, _CF.format("framewise_2step"), first=_FOUR),
     _self_forcing_like("causal-forcing-frame-1step", "Causal Forcing++ (thu-ml), frame-wise 1-step",
                        "generator_ema", (1000,), 5.0, 1, _CF.format("framewise_1step"), first=_FOUR),
+    # a window of 5 chunks at the 5 levels, unmasked, one step per call; the first chunk is an anchor placed
+    # before the cached frames; the cache pass sees the last 21 finished frames; the buffer fills by a ramp
+    _self_forcing_like("rolling-forcing", "Rolling Forcing (TencentARC/RollingForcing), 5-level rolling window",
+                       "generator_ema", (1000, 800, 600, 400, 200), 5.0, 3,
+                       "TencentARC/RollingForcing configs/rolling_forcing_dmd.yaml, "
+                       "pipeline/rolling_forcing_inference.py, wan/modules/causal_model.py", chunks=5, sink=3,
+                       cache_options=(("buffer_mask", "none"), ("anchor", True), ("commit_window", 21)),
+                       cold_start="ramp"),
+    # Self-Forcing's sampler; a 12-frame window with a 3-frame sink; base weights plus a PEFT LoRA; re-cache
+    _self_forcing_like("longlive", "LongLive 1.0 (NVlabs/LongLive), base + LoRA", "generator", _FOUR, 5.0, 3,
+                       "NVlabs/LongLive@2462895 configs/longlive_inference.yaml, pipeline/causal_inference.py, "
+                       "pipeline/interactive_causal_inference.py, utils/lora_utils.py", window=12, sink=3,
+                       cache_options=(("recache", True),), lora="generator_lora"),
 ]}
 
 

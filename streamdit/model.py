@@ -150,13 +150,12 @@ class SelfAttention(nn.Module):
 
     def forward_cached(self, x: Tensor, rope: tuple[Tensor, Tensor], layer: CacheLayer, mask: Tensor | None,
                        backend: str) -> Tensor:
-        """Attend to this call's tokens and the cached ones: the keys (after RoPE) and values of x go to the
-        layer's scratch slots in front of the cache, so the kernel reads one contiguous span."""
+        """Attend to this call's tokens and the cached ones, as the cache's plan for this call says."""
         x = x.to(self.q.weight.dtype)
         q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))
         k = self.norm_k(self.k(x)).unflatten(-1, (self.num_heads, -1))
         v = self.v(x).unflatten(-1, (self.num_heads, -1))
-        keys, values = layer.attend(apply_rope(k, rope), v)
+        keys, values = layer.attend(k, v, rope)  # the layer rotates k (and may keep it un-rotated: an anchor)
         return self.o(attention(apply_rope(q, rope), keys, values, mask, backend).flatten(2))
 
 
@@ -330,8 +329,8 @@ class WanDiT(nn.Module):
         """Causal streaming: x [1, C, F, H, W] (frames that follow the cached ones), t [1, F], context
         [1, <=text_len, text_dim] -> v [1, out_dim, F, H, W] float32.
 
-        cache (streamdit.causal.KVCache) gives each block its cached keys/values and the RoPE position of the
-        first frame; mask (bool [L, L + cached tokens], True = attend) restricts attention among the frames of
+        cache (streamdit.causal.KVCache) gives each block its cached keys/values and, in its plan for this call,
+        the RoPE position of the first frame; mask (bool [L, L + cached tokens], True = attend) restricts attention among the frames of
         this call (block-causal chunks); None lets every token see all of them and the whole cache."""
         pt = self.config.patch_size
         if self.config.window is not None:
@@ -344,7 +343,7 @@ class WanDiT(nn.Module):
         t = t.to(x.device).reshape(1, -1).expand(1, grid[0])
         context_kv = [self.embed_text(context)] * len(self.blocks)
         # not through rope_table's cache: the start moves every chunk, and at 832x480 each table is 2.4 MB
-        rope = rope_table.__wrapped__(grid, self.config.head_dim, x.device, cache.position, _rope_dtype(x))
+        rope = rope_table.__wrapped__(grid, self.config.head_dim, x.device, cache.plan.start, _rope_dtype(x))
         x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
         e = self.time_embedding(timestep_embedding(t, self.config.freq_dim))
         e0 = self.time_projection(e).unflatten(-1, (6, -1))

@@ -156,16 +156,18 @@ class Pipeline:
         if cfg_scale != 1.0:
             raise ValueError(f"family {f.name} is guidance-distilled: it runs without classifier-free guidance "
                              f"(cfg 1, one pass per step); remove cfg={cfg_scale:g} and the negative prompt")
-        fixed = {"chunk_frames": (chunk_frames, f.chunk_frames), "buffer_frames": (buffer_frames, f.chunk_frames),
-                 "micro_steps": (micro_steps, f.steps), "ref_frames": (ref_frames, 0), "shift": (shift, f.shift)}
+        p = f.partition()
+        fixed = {"chunk_frames": (chunk_frames, p.chunk_frames), "buffer_frames": (buffer_frames, p.stream_frames),
+                 "micro_steps": (micro_steps, p.micro_steps), "ref_frames": (ref_frames, 0), "shift": (shift, f.shift)}
         for name, (value, trained) in fixed.items():
             if value is not None and value != trained:
                 raise ValueError(f"family {f.name} was trained with {name}={trained:g}; {name}={value:g} cannot "
                                  "work with it (leave it unset)")
         d = self.bundle.defaults
-        return StreamConfig(partition=f.partition(), height=height or d.height, width=width or d.width,
+        return StreamConfig(partition=p, height=height or d.height, width=width or d.width,
                             fps=float(fps or d.fps), shift=f.shift, seed=int(seed), steps=f.schedule(),
-                            first_steps=f.first_schedule(), renoise=True, cache=f.cache(window, sink))
+                            first_steps=f.first_schedule(), renoise=True, cache=f.cache(window, sink),
+                            cold_start=f.cold_start)
 
     def _config(self, seed: int = 0, width: int | None = None, height: int | None = None, fps: float | None = None,
                 buffer_frames: int | None = None, chunk_frames: int | None = None, micro_steps: int | None = None,

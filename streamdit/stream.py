@@ -36,15 +36,19 @@ class StreamConfig:
     fps: float = 16.0
     shift: float = 1.0
     seed: int = 0
-    cold_start: str = "uniform"  # "uniform" (coherent, costs (N-1) s calls) or "noise" (naive warm-up)
+    # "uniform" (coherent, costs (N-1) s calls), "noise" (naive warm-up) or "ramp" (the buffer fills chunk by
+    # chunk from one chunk of noise: Rolling Forcing's start)
+    cold_start: str = "uniform"
     steps: Schedule | None = None  # a literal step table (distilled families); None: the shift formula
     first_steps: Schedule | None = None  # the first chunk's own step table (N = 1 only)
     renoise: bool = False  # re-noise x0 with fresh noise at each step (the Self-Forcing family's sampler)
     cache: CacheSpec | None = None  # causal streaming: the KV cache of finished frames
 
     def __post_init__(self):
-        if self.cold_start not in ("uniform", "noise"):
-            raise ValueError(f"cold_start={self.cold_start!r}; choose 'uniform' or 'noise'")
+        if self.cold_start not in ("uniform", "noise", "ramp"):
+            raise ValueError(f"cold_start={self.cold_start!r}; choose 'uniform', 'noise' or 'ramp'")
+        if self.cold_start == "ramp" and self.partition.ref_frames:
+            raise ValueError("a ramp start keeps no reference frames: use ref_frames=0")
         if not self.fps > 0:
             raise ValueError(f"fps={self.fps} must be > 0")
         if self.steps is not None and self.steps.shift != self.shift:
@@ -89,6 +93,8 @@ class Stream:
         self._pending: deque[torch.Tensor] = deque()  # decoded frames not yet handed out
         self._inflight: tuple[Future, int] | None = None  # (decode future, frames it will give)
         self._uncommitted: torch.Tensor | None = None  # causal: a finished chunk not yet in the KV cache
+        self._uncommitted_weights: tuple = ()  # the prompt its last step ran under (its cache pass uses it)
+        self._last_weights: tuple = ()
 
     # -- clocks and prompts ----------------------------------------------------------------------
     @property
@@ -117,8 +123,10 @@ class Stream:
     def _velocity(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if self.before_call is not None:
             self.before_call()  # may raise (cancel): the buffer has not been touched yet
-        v = self.denoise(x, sigma, self.prompts.weights(self.clock))
+        weights = self.prompts.weights(self.clock)
+        v = self.denoise(x, sigma, weights)
         self.calls += 1
+        self._last_weights = weights
         return v
 
     def _noise(self, frames: int) -> torch.Tensor:
@@ -137,9 +145,23 @@ class Stream:
             return
         if self.before_call is not None:
             self.before_call()
-        self.denoise.commit(self._uncommitted, self.prompts.weights(self.clock))
+        self.denoise.commit(self._uncommitted, self._uncommitted_weights)
         self.calls += 1
         self._uncommitted = None
+
+    def _recache(self) -> None:
+        """Families that re-cache on a prompt change (LongLive): when the prompt now differs from the one the
+        cache was written under, re-run the cached frames at t = 0 under it before the next chunk."""
+        cache = self.config.cache
+        if cache is None or not cache.recache:
+            return
+        weights = self.prompts.weights(self.clock)
+        if not self.denoise.stale(weights):
+            return
+        if self.before_call is not None:
+            self.before_call()
+        if self.denoise.recache(weights):
+            self.calls += 1
 
     def _start(self) -> torch.Tensor:
         state = self.generator.get_state()
@@ -147,6 +169,8 @@ class Stream:
             noise = self._noise(self.partition.buffer_frames)  # one noise tensor for the whole buffer
             if self.config.cold_start == "uniform":
                 return self.buffer.cold_start(noise, self._velocity, fresh=self._fresh)
+            if self.config.cold_start == "ramp":
+                return self.buffer.ramp_start(noise[:, :self.partition.chunk_frames])
             return self.buffer.noise_start(noise)
         except BaseException:
             self.generator.set_state(state)  # an interrupted start leaves the stream as new
@@ -164,11 +188,15 @@ class Stream:
                 self.latents_emitted += first.shape[1]
                 return first
         self._commit()
-        while not self.buffer.period_done:
-            self.buffer.step(self._velocity, self._fresh)
-        finished = self.buffer.move(self._noise(self.partition.chunk_frames))
+        self._recache()
+        while True:  # one period; more while a ramp start fills the buffer
+            while not self.buffer.period_done:
+                self.buffer.step(self._velocity, self._fresh)
+            finished = self.buffer.move(self._noise(self.partition.chunk_frames))
+            if finished.shape[1]:
+                break
         if self.config.cache is not None:
-            self._uncommitted = finished
+            self._uncommitted, self._uncommitted_weights = finished, self._last_weights
         self.latents_emitted += finished.shape[1]
         return finished
 
@@ -242,6 +270,8 @@ class Stream:
             "decoder": self.decoder.state_dict(),
             "pending": [f.clone() for f in self._pending],
             "uncommitted": None if self._uncommitted is None else self._uncommitted.detach().cpu().clone(),
+            "uncommitted_weights": [list(w) for w in self._uncommitted_weights],
+            "last_weights": [list(w) for w in self._last_weights],
             "denoiser": self.denoise.state_dict() if self.config.cache is not None else None,
         }
 
@@ -266,6 +296,8 @@ class Stream:
         self._pending = deque(f.clone() for f in state["pending"])
         unc = state.get("uncommitted")
         self._uncommitted = None if unc is None else unc.to(self.device, self.dtype)
+        self._uncommitted_weights = tuple((str(p), float(w)) for p, w in state.get("uncommitted_weights", []))
+        self._last_weights = tuple((str(p), float(w)) for p, w in state.get("last_weights", []))
         if self.config.cache is not None:
             self.denoise.load_state_dict(state["denoiser"])
 

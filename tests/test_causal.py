@@ -52,6 +52,13 @@ class Recording(CausalDenoiser):
         self.log.append(("commit", x0.clone(), None, None, self.cache.frames_seen if self.cache else 0))
         super().commit(x0, weights)
 
+    def recache(self, weights):
+        seen = self.cache.frames_seen if self.cache else 0
+        keep = seen >= self.spec.window and self.cache.sink_used == self.spec.sink
+        frames = self.spec.window - self.spec.sink if keep else seen
+        self.log.append(("recache", self.history[:, -frames:].clone(), self._zero_t(frames), tuple(weights), seen))
+        return super().recache(weights)
+
 
 def open_stream(model, partition, spec, family="self-forcing", seed=3, dtype=torch.float64, cls=Recording):
     f = get_family(family)
@@ -89,6 +96,21 @@ def reference(model, xs: torch.Tensor, t: torch.Tensor, context: torch.Tensor, v
     ctx = [model.embed_text(context)] * len(model.blocks)
     with torch.no_grad():
         return model._run(xs[None], t[None].float(), ctx, rope, [mask] * len(model.blocks), grid)[0]
+
+
+def reference_at(model, frames: list, context: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+    """The plain network over frames given one by one as (latent [C, h, w], t, RoPE position): an anchor that
+    sits at another position than its own needs positions that are not 0..F-1."""
+    xs = torch.stack([f[0] for f in frames], dim=1)
+    t = torch.tensor([float(f[1]) for f in frames], dtype=torch.float64)
+    per_frame = [rope_table((1, SIZE // 2, SIZE // 2), CFG.head_dim, torch.device("cpu"), int(f[2]), torch.float64)
+                 for f in frames]
+    rope = (torch.cat([r[0] for r in per_frame]), torch.cat([r[1] for r in per_frame]))
+    additive = torch.zeros(vis.shape, dtype=torch.float64).masked_fill(~vis, float("-inf"))
+    mask = additive.repeat_interleave(FRAME_TOKENS, 0).repeat_interleave(FRAME_TOKENS, 1)
+    ctx = [model.embed_text(context)] * len(model.blocks)
+    with torch.no_grad():
+        return model._run(xs[None], t[None].float(), ctx, rope, [mask] * len(model.blocks), (len(frames), 2, 2))[0]
 
 
 def check_against_reference(model, stream, partition, spec, atol=1e-6) -> int:
@@ -215,7 +237,7 @@ def test_family_sampler_timesteps_fresh_noise_and_cache_pass():
         x = draw()
 
 
-@pytest.mark.parametrize("name", [f.name for f in FAMILIES.values() if f.causal])
+@pytest.mark.parametrize("name", [f.name for f in FAMILIES.values() if f.causal and f.chunks == 1])
 def test_every_family_runs_its_literal_steps_then_the_cache_pass(name):
     """Two chunks of each family through a recording of the real denoiser: the network's timesteps, in order."""
     f = FAMILIES[name]
@@ -233,7 +255,8 @@ def test_every_family_runs_its_literal_steps_then_the_cache_pass(name):
     assert seen == expected
     listed = {"self-forcing": [1000, 937.5, 833.3333, 625], "causvid": [1000, 757, 522],
               "causal-forcing": [1000, 937.5, 833.3333, 625], "causal-forcing-frame": [1000, 937.5, 833.3333, 625],
-              "causal-forcing-frame-2step": [1000, 833.3333], "causal-forcing-frame-1step": [1000]}[name]
+              "causal-forcing-frame-2step": [1000, 833.3333], "causal-forcing-frame-1step": [1000],
+              "longlive": [1000, 937.5, 833.3333, 625]}[name]
     assert list(f.times) == pytest.approx(listed, abs=1e-4)
 
 
@@ -355,3 +378,154 @@ def test_cache_settings_that_cannot_work_are_refused():
         CacheSpec(window=30, rope_limit=21)
     with pytest.raises(ValueError, match="buffer_mask"):
         CacheSpec(window=9, buffer_mask="diagonal")
+
+
+# -- Rolling Forcing: a window of 5 chunks at 5 levels, an anchor placed before the cached frames ---------------
+
+def family_stream(name: str, seed: int = 5, prompt: str = "a cat walking", **cache):
+    f = FAMILIES[name]
+    config = StreamConfig(partition=f.partition(), height=SIZE, width=SIZE, shift=f.shift, seed=seed,
+                          steps=f.schedule(), first_steps=f.first_schedule(), renoise=True, cache=f.cache(**cache),
+                          cold_start=f.cold_start)
+    model = tiny_model()
+    denoise = Recording(model, EmbeddingCache(hashed_text_encoder(CFG.text_dim, CFG.text_len)), config.cache,
+                        config.partition, config.schedule.timesteps, torch.float64)
+    return model, Stream(denoise, PatchCodec(1), config, prompt, dtype=torch.float64)
+
+
+def rolling_forcing_reference(model, stream, context) -> int:
+    """Every window call against the plain network: the anchor (the first chunk, seen by itself) sits just
+    before the newest R finished frames; each finished frame was cached seeing the last commit_window
+    finished frames (its own chunk included) at their own positions; the window sees itself whole."""
+    spec, p = stream.config.cache, stream.config.partition
+    c, sink, rolling, reach = p.chunk_frames, spec.sink, spec.rolling_frames(p), spec.commit_window
+    finished, checked = [], 0
+    for kind, x, t, v, seen in stream.denoise.log:
+        if kind == "commit":
+            finished += list(x.unbind(1))
+            continue
+        anchor = sink if seen >= sink else 0
+        r = min(rolling, seen - sink) if anchor else 0
+        frames = [(finished[i], 0, seen - r - anchor + i, "anchor", i) for i in range(anchor)]
+        frames += [(finished[i], 0, i, "done", i) for i in range(seen)]
+        frames += [(x[:, j], t[j], seen + j, "window", seen + j) for j in range(x.shape[1])]
+        vis = torch.zeros(len(frames), len(frames), dtype=torch.bool)
+        for a, (_, _, _, qk, qi) in enumerate(frames):
+            for b, (_, _, _, kk, ki) in enumerate(frames):
+                if qk == "anchor":
+                    vis[a, b] = kk == "anchor"
+                elif qk == "done":
+                    end = (qi // c + 1) * c
+                    vis[a, b] = kk == "done" and end - reach <= ki < end
+                else:
+                    vis[a, b] = kk == "anchor" or kk == "window" or (kk == "done" and ki >= seen - r)
+        ref = reference_at(model, frames, context, vis)
+        torch.testing.assert_close(v, ref[:, -x.shape[1]:], rtol=0, atol=1e-6)
+        checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("limit", [1024, 40])
+def test_rolling_forcing_equals_the_reference(limit):
+    model, stream = family_stream("rolling-forcing")
+    if limit != 1024:  # past a short RoPE table too (the anchor is re-positioned, the rest re-based)
+        model, stream = family_stream("rolling-forcing")
+        stream.config = stream.config.__class__(**{**stream.config.__dict__,
+                                                   "cache": CacheSpec(**{**stream.config.cache.to_dict(),
+                                                                         "rope_limit": limit})})
+        stream.denoise.spec = stream.config.cache
+    chunks = 12
+    for _ in range(chunks):
+        stream.next_latent_chunk()
+    log = stream.denoise.log
+    windows = [e[1].shape[1] for e in log if e[0] == "denoise"]
+    assert windows[:5] == [3, 6, 9, 12, 15] and set(windows[5:]) == {15}  # the ramp, then the full window
+    levels = [e[2].tolist() for e in log if e[0] == "denoise"]
+    assert levels[0] == [1000.0] * 3 and levels[1] == pytest.approx([952.381] * 3 + [1000.0] * 3, abs=1e-3)
+    assert levels[5] == pytest.approx(sum([[t] * 3 for t in (555.556, 769.231, 882.353, 952.381, 1000.0)], []),
+                                      abs=1e-3)
+    context = stream.denoise.text.get("a cat walking").double()[None]
+    assert rolling_forcing_reference(model, stream, context) == len(windows) == 4 + chunks
+    cache = stream.denoise.cache
+    assert cache.frames_seen == 3 * (chunks - 1) and cache.ring_used == 18  # the cache pass reaches 21 frames back
+    if limit != 1024:
+        assert cache.offset > 0
+
+
+# -- LongLive: a 12-frame window with a 3-frame sink, re-caching on prompt changes ------------------------------
+
+def longlive_reference(model, stream, context, log, recached: tuple[int, int] | None, keep_sink: bool) -> int:
+    """Calls after a re-cache of finished frames [lo, hi): those were cached again attending to each other
+    (and to the sink when it is kept); the rest as in Self-Forcing (sink + the newest R, own chunk)."""
+    spec, p = stream.config.cache, stream.config.partition
+    c, sink, rolling = p.chunk_frames, spec.sink, spec.rolling_frames(p)
+    finished, checked = [], 0
+    for kind, x, t, v, seen in log:
+        if kind == "commit":
+            finished += list(x.unbind(1))
+            continue
+        if kind == "recache":
+            continue
+        frames = [(finished[i], 0, i) for i in range(seen)] + [(x[:, j], t[j], seen + j) for j in range(x.shape[1])]
+        n = len(frames)
+        vis = torch.zeros(n, n, dtype=torch.bool)
+        for q in range(n):
+            for k in range(n):
+                if recached and recached[0] <= q < recached[1]:
+                    vis[q, k] = (recached[0] <= k < recached[1]) or (keep_sink and k < sink)
+                else:
+                    start = q // c * c if q < seen else seen
+                    vis[q, k] = k < start + c and (k < sink or k >= start - rolling)
+        ref = reference_at(model, frames, context, vis)
+        torch.testing.assert_close(v, ref[:, seen:], rtol=0, atol=1e-6)
+        checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("finished_chunks", [2, 6])
+def test_longlive_recache_equals_the_reference(finished_chunks):
+    """A re-cache (forced here under the same prompt, so one reference covers every frame): with fewer than a
+    window of frames everything is cached again, sink included; later the sink keeps its keys and only the
+    window after it is re-run."""
+    model, stream = family_stream("longlive")
+    spec = stream.config.cache
+    for _ in range(finished_chunks + 1):
+        stream.next_latent_chunk()
+    stream._commit()
+    seen = stream.denoise.cache.frames_seen
+    assert seen == 3 * (finished_chunks + 1)
+    context = stream.denoise.text.get("a cat walking").double()[None]
+    before = len(stream.denoise.log)
+    assert longlive_reference(model, stream, context, stream.denoise.log, None, False) > 0
+    weights = stream.prompts.weights(stream.clock)
+    assert stream.denoise.recache(weights)
+    keep_sink = seen >= spec.window
+    lo = seen - (spec.window - spec.sink) if keep_sink else 0
+    for _ in range(3):
+        stream.next_latent_chunk()
+    log = stream.denoise.log[:before] + stream.denoise.log[before:]
+    # calls after the re-cache, against a history whose frames [lo, seen) were re-cached
+    after = [e for e in stream.denoise.log[:before] if e[0] == "commit"] + stream.denoise.log[before:]
+    checked = longlive_reference(model, stream, context, after, (lo, seen), keep_sink)
+    assert checked == 12 and len(log) > before
+
+
+def test_a_prompt_change_recaches_under_the_new_prompt_and_keeps_emitted_frames():
+    _, a = family_stream("longlive", prompt="0s: a cat walking\n0.75s: a dog jumping")  # at 12 frames (16 fps)
+    _, b = family_stream("longlive", prompt="a cat walking")
+    frames_a = [a.next_latent_chunk() for _ in range(8)]
+    frames_b = [b.next_latent_chunk() for _ in range(8)]
+    # every chunk before the change is the same latent for latent
+    switch = next(i for i, e in enumerate(a.denoise.log) if e[0] == "recache")
+    done_before = sum(1 for e in a.denoise.log[:switch] if e[0] == "commit")
+    assert done_before >= 3
+    for x, y in zip(frames_a[:done_before], frames_b[:done_before]):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    kinds = [e[0] for e in a.denoise.log]
+    assert kinds.count("recache") == 1 and "recache" not in [e[0] for e in b.denoise.log]
+    _, x, t, weights, seen = a.denoise.log[switch]
+    assert weights == (("a dog jumping", 1.0),) and bool((t == 0).all())
+    assert x.shape[1] == min(seen, 9)  # the frames after the sink (or all, before a window's worth)
+    committed = torch.cat([e[1] for e in a.denoise.log[:switch] if e[0] == "commit"], dim=1)
+    torch.testing.assert_close(x, committed[:, -x.shape[1]:], rtol=0, atol=0)
+    assert (frames_a[-1] - frames_b[-1]).abs().max() > 1e-3  # and later frames follow the new prompt

@@ -93,10 +93,13 @@ def return_types_of(class_type: str) -> tuple:
     return sys.modules["ComfyUI_StreamDiT_pack"].NODE_CLASS_MAPPINGS[class_type].RETURN_TYPES
 
 
-def graph_problems(prompt: dict, input_types_of: Callable[[str], dict]) -> list[str]:
+def graph_problems(prompt: dict, input_types_of: Callable[[str], dict],
+                   output_types_of: Callable[[str], tuple] | None = None) -> list[str]:
     """What ComfyUI's validation would reject in an API prompt, checked against the node definitions: missing
     inputs, links to missing nodes or of the wrong type, values outside a combo's choices or a number's range.
-    Combos that list files (models, decoders, text encoders) only need a weights file name."""
+    Combos that list files (models, decoders, text encoders) only need a weights file name. output_types_of:
+    a node's RETURN_TYPES (default: this pack's and CORE_NODES'; a live host's /object_info can supply them)."""
+    output_types_of = output_types_of or return_types_of
     problems = []
     for nid, node in prompt.items():
         kind, inputs = node["class_type"], node["inputs"]
@@ -115,7 +118,7 @@ def graph_problems(prompt: dict, input_types_of: Callable[[str], dict]) -> list[
                 if origin is None:
                     problems.append(f"node {nid} ({kind}).{name}: links to missing node {value[0]}")
                     continue
-                produced = return_types_of(origin["class_type"])[value[1]]
+                produced = output_types_of(origin["class_type"])[value[1]]
                 if produced != kind_of:
                     problems.append(f"node {nid} ({kind}).{name}: takes {kind_of}, linked to a {produced}")
             elif (kind, name) in FILE_INPUTS:

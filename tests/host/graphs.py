@@ -21,8 +21,10 @@ def stream_graph(*, schedule: str = "a pig walking right on grass", seconds: flo
                  seed: int = 1, width: int = 64, height: int = 64, chunk_frames: int = 2, chunks: int = 8,
                  micro_steps: int = 1, ref_frames: int = 0, fps: float = 16.0, model: str = "streamdit-toy (embedded)",
                  reset: bool = False, preview: bool = True, save: str | None = None, images: str | None = None,
-                 cfg: float = 1.0, negative: str = "", decoder: str = "model's own codec") -> dict:
-    """Loader -> settings -> schedule -> sampler -> [live preview] [save video (mp4/webm)] [frames -> SaveImage]."""
+                 cfg: float = 1.0, negative: str = "", decoder: str = "model's own codec",
+                 family: str | None = None) -> dict:
+    """Loader -> settings -> schedule -> sampler -> [live preview] [save video (mp4/webm)] [frames -> SaveImage].
+    family: the loader's optional family input (None: not set, as in workflows saved before it existed)."""
     g = {
         "1": {"class_type": "StreamDiTModelLoader",
               "inputs": {"model": model, "device": "auto", "dtype": "auto", "attention": "auto",
@@ -37,6 +39,8 @@ def stream_graph(*, schedule: str = "a pig walking right on grass", seconds: flo
               "inputs": {"model": ["1", 0], "settings": ["2", 0], "prompt": ["3", 0], "seconds": seconds,
                          "stream_id": stream_id, "reset": reset}},
     }
+    if family is not None:
+        g["1"]["inputs"]["family"] = family
     if preview:
         g["5"] = {"class_type": "StreamDiTLivePreview", "inputs": {"frames": ["4", 0]}}
     if save:

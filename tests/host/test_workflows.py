@@ -9,6 +9,7 @@ from graphs import ROOT, load_api, load_ui, nodes_of
 from streamdit.video_io import probe_video, read_metadata, read_video
 
 WORKFLOWS = ["text_to_stream", "interactive_prompt_schedule"]
+# wan2.1_1.3b_stream and realtime_causal_stream name real weights: test_wan.py runs the causal one with tiny stand-ins
 
 
 def saved_videos(host, run, prompt) -> list:
@@ -57,7 +58,7 @@ def test_template_browser_lists_the_bundled_workflows(host):
     except urllib.error.HTTPError as exc:
         assert exc.code == 404
         pytest.skip("this host has no template browser (ComfyUI before 2024-12)")
-    bundled = WORKFLOWS + ["pig_to_cat_edit", "wan2.1_1.3b_stream"]
+    bundled = WORKFLOWS + ["pig_to_cat_edit", "wan2.1_1.3b_stream", "realtime_causal_stream"]
     assert sorted(templates.get("ComfyUI-StreamDiT", [])) == sorted(bundled)
     assert host.get("/api/workflow_templates/ComfyUI-StreamDiT/text_to_stream.json") == load_ui("text_to_stream")
 
