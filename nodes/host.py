@@ -81,6 +81,9 @@ def torch_device() -> str:
 
 
 # -- folders -----------------------------------------------------------------------------------
+MODEL_EXTENSIONS = (".safetensors", ".pt", ".pth", ".ckpt")
+
+
 def register_model_folder() -> None:
     """Add <models>/streamdit as a model folder (a no-op without a host or if already there)."""
     if folder_paths is None:
@@ -88,7 +91,7 @@ def register_model_folder() -> None:
     path = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
     known = folder_paths.folder_names_and_paths.get(MODEL_FOLDER)
     if known is None:
-        folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([path], {".safetensors"})
+        folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([path], set(MODEL_EXTENSIONS))
     elif path not in known[0]:  # already added by an extra_model_paths.yaml entry
         known[0].append(path)
 
@@ -103,15 +106,35 @@ def model_folders() -> list[str]:
 
 
 def model_files() -> list[str]:
-    """.safetensors files in the model folders (names relative to their folder, deduplicated)."""
+    """Weights files in the model folders (names relative to their folder, deduplicated): .safetensors, and the
+    .pt/.pth/.ckpt files causal Wan models come as (Self-Forcing, CausVid, Causal Forcing, LongLive)."""
     names: list[str] = []
     for kind in model_folders():
         try:
             found = folder_paths.get_filename_list(kind)
         except Exception:
             continue
-        names += [n for n in found if n.endswith(".safetensors") and n not in names]
+        names += [n for n in found if n.endswith(MODEL_EXTENSIONS) and n not in names]
     return names
+
+
+def lora_files() -> list[str]:
+    """Files in ComfyUI's loras folder (a LongLive lora.pt goes there)."""
+    if folder_paths is None:
+        return []
+    try:
+        return [n for n in folder_paths.get_filename_list("loras") if n.endswith(MODEL_EXTENSIONS)]
+    except Exception:
+        return []
+
+
+def lora_path(name: str) -> str | None:
+    if folder_paths is None:
+        return None
+    try:
+        return folder_paths.get_full_path("loras", name)
+    except Exception:
+        return None
 
 
 def model_path(name: str) -> str | None:

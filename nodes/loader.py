@@ -83,8 +83,9 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 
 def missing_model_message(name: str) -> str:
     folders = ", ".join(host.model_folder_paths()) or "(no model folders: is this running inside ComfyUI?)"
-    return (f"model file {name!r} was not found in ComfyUI's model folders ({folders}); put the .safetensors file "
-            f"into models/{host.MODEL_FOLDER} or models/diffusion_models and press Refresh, or choose {EMBEDDED!r}")
+    return (f"model file {name!r} was not found in ComfyUI's model folders ({folders}); put the weights file "
+            f"(.safetensors, or a .pt of a causal Wan model) into models/{host.MODEL_FOLDER} or "
+            f"models/diffusion_models and press Refresh, or choose {EMBEDDED!r}")
 
 
 class StreamDiTModelLoader:
@@ -141,6 +142,10 @@ class StreamDiTModelLoader:
                                "their authors trained them; wan is the bidirectional buffer. auto = the file's own "
                                "(StreamDiT files say it) or wan. A causal family fixes its own sampler: the Buffer "
                                "Settings' chunks, chunk_frames, micro_steps, ref_frames and shift are not used."}),
+                "lora": (["none", *host.lora_files()], {
+                    "default": "none",
+                    "tooltip": "A LoRA from models/loras merged into the model at load. LongLive comes as "
+                               "longlive_base.pt plus lora.pt: pick its lora.pt here with family longlive."}),
             },
         }
 
@@ -154,7 +159,7 @@ class StreamDiTModelLoader:
         return True
 
     def load(self, model: str, device: str, dtype: str, attention: str, decoder: str = OWN_CODEC,
-             compile: bool = False, family: str = "auto"):
+             compile: bool = False, family: str = "auto", lora: str = "none"):
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         if model == EMBEDDED:
@@ -174,7 +179,14 @@ class StreamDiTModelLoader:
                 raise FileNotFoundError(f"decoder file {decoder!r} was not found in models/vae or models/vae_approx")
         mtime = os.path.getmtime(source) if os.path.isfile(source) else 0.0
         chosen = None if family in (None, "auto") else family
-        identity = (source, mtime, dev, str(dt), decoder_file, chosen)  # a family can pick another entry of a .pt
+        lora_file = None
+        if lora not in (None, "none"):
+            lora_file = host.lora_path(lora)
+            if lora_file is None:
+                raise FileNotFoundError(f"LoRA file {lora!r} was not found in models/loras; press Refresh")
+        lora_id = (lora_file, os.path.getmtime(lora_file)) if lora_file else None
+        # a family can pick another entry of a .pt; a LoRA changes the weights
+        identity = (source, mtime, dev, str(dt), decoder_file, chosen, lora_id)
         with _cache_lock:
             pipe = _cache.get(identity)
             if pipe is None:
@@ -182,7 +194,7 @@ class StreamDiTModelLoader:
                     warnings.simplefilter("ignore")  # the random-fallback warning: the description says it
                     pipe = Pipeline.load(None if model == EMBEDDED and decoder_file is None else source,
                                          decoder=decoder_file, device=dev, dtype=dt, attention_backend=attention,
-                                         family=chosen)
+                                         family=chosen, lora=lora_file)
                 _cache[identity] = pipe
             if pipe.bundle.model.compile_enabled != bool(compile):
                 pipe.bundle.model.use_compile(bool(compile))

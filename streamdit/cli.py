@@ -36,8 +36,10 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="checkpoint (.safetensors); default: the embedded model; 'random:<preset>' "
                                    "for an untrained model of a preset; a Wan 2.1 file (any layout, .pt too)")
     p.add_argument("--family", help="how a Wan-architecture file streams: wan (bidirectional buffer), self-forcing, "
-                                    "causvid, causal-forcing, causal-forcing-frame (see 'info'); default: the "
-                                    "file's own (our metadata) or wan")
+                                    "causvid, causal-forcing, causal-forcing-frame, rolling-forcing, longlive (see "
+                                    "'info'); default: the file's own (our metadata) or wan")
+    p.add_argument("--lora", help="a LoRA file merged into the model at load (LongLive's lora.pt with "
+                                  "longlive_base.pt and --family longlive)")
     p.add_argument("--decoder", help="a Wan 2.1 VAE or TAEHV file for a Wan 2.1 model (ComfyUI: models/vae, "
                                      "models/vae_approx)")
     p.add_argument("--text-encoder", help="text embeddings for a model without its own encoder; 'hashed': a "
@@ -67,7 +69,8 @@ def open_stream(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pipe = Pipeline.load(args.model, decoder=args.decoder, device=args.device, dtype=DTYPES.get(args.dtype),
-                             attention_backend=args.attention, compile=args.compile, family=args.family)
+                             attention_backend=args.attention, compile=args.compile, family=args.family,
+                             lora=args.lora)
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
     if args.text_encoder is not None:

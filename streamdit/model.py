@@ -329,9 +329,9 @@ class WanDiT(nn.Module):
         """Causal streaming: x [1, C, F, H, W] (frames that follow the cached ones), t [1, F], context
         [1, <=text_len, text_dim] -> v [1, out_dim, F, H, W] float32.
 
-        cache (streamdit.causal.KVCache) gives each block its cached keys/values and, in its plan for this call,
-        the RoPE position of the first frame; mask (bool [L, L + cached tokens], True = attend) restricts attention among the frames of
-        this call (block-causal chunks); None lets every token see all of them and the whole cache."""
+        cache (streamdit.causal.KVCache) gives each block its cached keys/values and, in its plan for this
+        call, the RoPE position of the first frame; mask (bool [L, L + cached tokens], True = attend) restricts
+        attention among the frames of this call (block-causal chunks); None lets every token see them all."""
         pt = self.config.patch_size
         if self.config.window is not None:
             raise ValueError("a windowed-attention model cannot stream causally: its windows assume the whole buffer")

@@ -76,13 +76,14 @@ class Pipeline:
     @classmethod
     def load(cls, path: str | None = None, *, decoder: str | None = None, device: str = "cpu",
              dtype: torch.dtype | None = None, attention_backend: str = "auto", compile: bool = False,
-             family: str | None = None) -> Pipeline:
+             family: str | None = None, lora: str | None = None) -> Pipeline:
         """path None loads the embedded default (or, in a checkout without it, a random toy model
         with a warning); "random:<preset>" builds a random model of any preset; a Wan 2.1 DiT file (any
         layout) loads with `decoder` (a Wan 2.1 VAE or TAEHV file) and takes its text encoder later
         (with_text_encoder). compile=True runs the network through torch.compile (WanDiT.use_compile).
         family (streamdit.families): how the network streams; None = the file's own (our metadata) or "wan".
-        A causal family loads the entry of a trainer's .pt file that its authors' inference loads."""
+        A causal family loads the entry of a trainer's .pt file that its authors' inference loads. lora: a LoRA
+        file merged into the weights in place (LongLive's lora.pt on its base)."""
         dev = torch.device(device)
         chosen = get_family(family) if family is not None else None
         if path is None and default_model_path() is None:
@@ -116,6 +117,12 @@ class Pipeline:
             bundle.model.use_compile()
         if chosen is None:
             chosen = get_family(bundle.meta.get("family", "wan"))  # our own files say how they stream
+        if lora is not None:
+            from .wan.lora import merge_lora
+            bundle.meta["lora"] = merge_lora(bundle.model, str(lora))
+        elif chosen.lora is not None and not bundle.meta.get("lora"):
+            warnings.warn(f"family {chosen.name} is its authors' base model plus a LoRA (lora.pt): without the LoRA "
+                          "the base streams, not the released model; give it with lora=... (--lora)", stacklevel=2)
         if chosen.causal and bundle.config.window is not None:
             raise ValueError(f"{bundle.path or path} uses windowed attention; family {chosen.name} needs a plain "
                              "Wan 2.1 network")

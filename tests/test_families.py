@@ -131,3 +131,50 @@ def test_cli_generates_with_a_causal_family(files, tmp_path):
                         "--prompt", "a corgi", "--out", str(tmp_path / "x.mp4")], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 2 and "generator_ema" in r.stderr and "--family" in r.stderr
+
+
+def lora_state(seed: int, rank: int = 4) -> dict:
+    """A PEFT state dict in LongLive's layout: every Linear of every block."""
+    g = torch.Generator().manual_seed(seed)
+    model = WanDiT(CFG)
+    out = {}
+    for name, m in model.named_modules():
+        if name.startswith("blocks.") and isinstance(m, torch.nn.Linear):
+            out[f"base_model.model.{name}.lora_A.weight"] = 0.05 * torch.randn(rank, m.in_features, generator=g)
+            out[f"base_model.model.{name}.lora_B.weight"] = 0.05 * torch.randn(m.out_features, rank, generator=g)
+    return out
+
+
+def test_longlive_lora_applied_at_load_equals_the_merged_weights(files, tmp_path):
+    torch.save({"generator": weights(7)}, tmp_path / "longlive_base.pt")
+    lora = lora_state(8)
+    torch.save({"generator_lora": lora, "critic_lora": {}, "step": 3}, tmp_path / "lora.pt")
+    assert len(lora) == 2 * 10 * CFG.num_layers  # q, k, v, o of both attentions, ffn.0, ffn.2
+    with pytest.warns(UserWarning, match="base model plus a LoRA"):
+        base = load(files, str(tmp_path / "longlive_base.pt"), "longlive")
+    pipe = Pipeline.load(str(tmp_path / "longlive_base.pt"), decoder=str(files / "taew.pth"), family="longlive",
+                         lora=str(tmp_path / "lora.pt"))
+    pipe = pipe.with_text_encoder(hashed_text_encoder(CFG.text_dim, CFG.text_len))
+    assert pipe.bundle.meta["lora"]["modules"] == 10 * CFG.num_layers
+    # the merge written out by hand: W + B A (LongLive's alpha = rank, so scale 1)
+    merged = {k: v.clone() for k, v in weights(7).items()}
+    for key, a in lora.items():
+        if ".lora_A." in key:
+            name = key[len("base_model.model."):-len(".lora_A.weight")]
+            b = lora[key.replace("lora_A", "lora_B")]
+            merged[f"model.{name}.weight"] += b @ a
+    torch.save({"generator": merged}, tmp_path / "merged.pt")
+    with pytest.warns(UserWarning, match="base model plus a LoRA"):  # merged by hand: the loader cannot know
+        by_hand = load(files, str(tmp_path / "merged.pt"), "longlive")
+
+    def latents(p):
+        stream = p.stream("a cat walking", **SIZE)
+        return torch.cat([stream.next_latent_chunk() for _ in range(3)], dim=1)
+
+    a = latents(pipe)
+    torch.testing.assert_close(a, latents(by_hand), rtol=0, atol=1e-5)
+    assert (a - latents(base)).abs().max() > 100 * 1e-5  # the LoRA matters
+    with pytest.raises(ValueError, match="no LoRA weights for a Wan DiT"):
+        torch.save({"generator_lora": {"x.weight": torch.zeros(2)}}, tmp_path / "bad.pt")
+        Pipeline.load(str(tmp_path / "longlive_base.pt"), decoder=str(files / "taew.pth"), family="longlive",
+                      lora=str(tmp_path / "bad.pt"))

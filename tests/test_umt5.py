@@ -1,7 +1,12 @@
 """The umT5 text encoder (streamdit/umt5.py) against transformers' UMT5EncoderModel, on tiny random files in
 ComfyUI's layout (fp32, fp16, bf16 and "fp8 scaled"), with a sentencepiece model trained here (CPU, seconds)."""
 import io
+import json
+import subprocess
 import sys
+import tarfile
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +25,7 @@ PROMPTS = ["a pig walking right on grass", "", "the red camera pans over two dog
            "zebra ünïcode 42!"]
 LONG = " ".join(SENTENCES * 12)  # far more tokens than TEXT_LEN: truncated, and distances past max_distance 128
 TEXT_LEN = 160
+COMFYUI = Path(__file__).resolve().parents[1].parent / "shared" / "hosts" / "ComfyUI-0.3.64.tar.gz"
 
 
 def comfy_names(layers: int) -> list[str]:
@@ -226,3 +232,65 @@ def test_errors(tiny, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sentencepiece", None)  # as if it were not installed
     with pytest.raises(ImportError, match="pip install sentencepiece"):
         load_umt5_text_encoder(tiny["files"]["fp32"])
+
+
+COMFY_SCRIPT = textwrap.dedent("""
+    # ComfyUI's own Wan text-encoder path on a tiny file: t5_xxl_detect, SDClipModel over comfy's T5 with
+    # umT5's special tokens, attention masks and zeroed padding (as wan.UMT5XXlModel), and its tokenizer.
+    import json, sys
+    import torch
+    root, out, files = sys.argv[1], sys.argv[2], sys.argv[5:]
+    cfg, prompts = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+    sys.argv = sys.argv[:1] + ["--cpu"]
+    sys.path.insert(0, root)
+    import comfy.options
+    comfy.options.enable_args_parsing()
+    import comfy.sd1_clip, comfy.text_encoders.t5, comfy.text_encoders.wan, comfy.utils
+    from comfy.text_encoders.sd3_clip import t5_xxl_detect
+    result = {}
+    for path in files:
+        state = comfy.utils.load_torch_file(path, safe_load=True)
+        found = t5_xxl_detect(state)
+        options = {"scaled_fp8": found["t5xxl_scaled_fp8"]} if "t5xxl_scaled_fp8" in found else {}
+        model = comfy.sd1_clip.SDClipModel(textmodel_json_config=dict(cfg), dtype=found.get("dtype_t5"),
+                                           special_tokens={"end": 1, "pad": 0}, model_class=comfy.text_encoders.t5.T5,
+                                           enable_attention_masks=True, zero_out_masked=True, model_options=options)
+        missing, unexpected = model.load_sd(state)
+        tokenizer = comfy.text_encoders.wan.UMT5XXlTokenizer(tokenizer_data={"spiece_model": state["spiece_model"]})
+        ids = [[t for t, _ in tokenizer.tokenize_with_weights(p)[0]] for p in prompts]
+        with torch.no_grad():
+            z = [model([i])[0][0].float() for i in ids]
+        result[path] = {"missing": list(missing), "unexpected": list(unexpected), "ids": ids, "z": z}
+    torch.save(result, out)
+""")
+
+
+def test_matches_comfyui_own_umt5(tiny, tmp_path):
+    """ComfyUI v0.3.64's own code (from ../shared, when present) loads our tiny files with no missing or
+    unexpected tensors and gives the same tokens and embeddings (short prompts: ComfyUI does not truncate)."""
+    if not COMFYUI.is_file():
+        pytest.skip(f"{COMFYUI} not present (optional fixture)")
+    with tarfile.open(COMFYUI) as tf:
+        members = [m for m in tf.getmembers() if m.name.startswith("ComfyUI-0.3.64/comfy/")]
+        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tf.extractall(tmp_path, members=members, **kwargs)
+    hf = tiny["hf"].config
+    cfg = {"d_ff": hf.d_ff, "d_kv": hf.d_kv, "d_model": hf.d_model, "num_heads": hf.num_heads,
+           "num_layers": hf.num_layers, "vocab_size": hf.vocab_size, "dense_act_fn": "gelu_pytorch_tanh",
+           "is_gated_act": True, "model_type": "umt5"}
+    files = [tiny["files"][k] for k in ("fp32", "fp16", "fp8")]
+    out = tmp_path / "comfy.pt"
+    run = subprocess.run([sys.executable, "-c", COMFY_SCRIPT, str(tmp_path / "ComfyUI-0.3.64"), str(out),
+                          json.dumps(cfg), json.dumps(PROMPTS), *files], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    comfy = torch.load(out)
+    for path in files:
+        r = comfy[path]
+        assert r["missing"] == [] and r["unexpected"] == ["spiece_model"]
+        enc = load_umt5_text_encoder(path, text_len=512)
+        ours = enc.encode(PROMPTS)
+        for i, p in enumerate(PROMPTS):
+            ids = [t for t in r["ids"][i] if t != 0]  # ComfyUI pads with 0 to 512 tokens
+            assert ids == enc.tokenizer(p) and len(r["ids"][i]) == 512
+            assert r["z"][i].shape == (512, hf.d_model)
+            assert (ours[i] - r["z"][i]).abs().max().item() < 1e-4
