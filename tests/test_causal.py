@@ -529,3 +529,21 @@ def test_a_prompt_change_recaches_under_the_new_prompt_and_keeps_emitted_frames(
     committed = torch.cat([e[1] for e in a.denoise.log[:switch] if e[0] == "commit"], dim=1)
     torch.testing.assert_close(x, committed[:, -x.shape[1]:], rtol=0, atol=0)
     assert (frames_a[-1] - frames_b[-1]).abs().max() > 1e-3  # and later frames follow the new prompt
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_rolling_forcing_and_longlive_on_cuda_equal_the_reference():
+    model, stream = family_stream("rolling-forcing")
+    model.to("cuda")
+    stream.device = torch.device("cuda")
+    for _ in range(9):
+        stream.next_latent_chunk()
+    stream.denoise.log = [tuple(t.cpu() if torch.is_tensor(t) else t for t in e) for e in stream.denoise.log]
+    context = stream.denoise.text.get("a cat walking").double()[None]
+    assert rolling_forcing_reference(model.cpu(), stream, context) == 4 + 9
+    model, stream = family_stream("longlive", prompt="0s: a cat walking\n0.75s: a dog jumping")
+    model.to("cuda")
+    stream.device = torch.device("cuda")
+    for _ in range(6):
+        stream.next_latent_chunk()
+    assert [e[0] for e in stream.denoise.log].count("recache") == 1
