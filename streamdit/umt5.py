@@ -158,7 +158,10 @@ class UMT5Encoder(nn.Module):
     @torch.no_grad()
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
         ids, mask = ids.to(self.device), mask.to(self.device, torch.bool)
-        x = F.embedding(ids, self.embed).float()
+        if self.embed.dtype in _FP8:  # gather the bytes (index ops on fp8 are not everywhere), then widen
+            x = self.embed.view(torch.uint8)[ids].view(self.embed.dtype).float()
+        else:
+            x = F.embedding(ids, self.embed).float()
         if self.embed_scale is not None:
             x = x * self.embed_scale.float()
         c = self.config
@@ -409,7 +412,8 @@ def load_umt5_encoder(path: str, device: torch.device | str = "cpu", dtype: torc
             block.ffn_norm.weight = read(ff + "layer_norm.weight", small=True)[0]
             block.position_bias = read(a + "SelfAttention.relative_attention_bias.weight", small=True)[0]
             for n in _LINEARS:
-                full = a + f"SelfAttention.{n}.weight" if n in "qkvo" else ff + f"DenseReluDense.{n}.weight"
+                attn = n in ("q", "k", "v", "o")
+                full = a + f"SelfAttention.{n}.weight" if attn else ff + f"DenseReluDense.{n}.weight"
                 lin = getattr(block, n)
                 lin.weight, lin.scale = read(full)
     left = [n for n, b in net.named_buffers() if b.is_meta]

@@ -201,6 +201,16 @@ def test_separate_tokenizer_file(tiny):
     assert (enc.encode(PROMPTS) - ref).abs().max().item() < 1e-4
 
 
+def test_prefixed_names(tiny, tmp_path):
+    """The encoder under a prefix (as inside a full ComfyUI checkpoint), the tokenizer beside it."""
+    pre = "text_encoders.umt5xxl."
+    path = str(tmp_path / "full.safetensors")
+    save_file({**{pre + "transformer." + k: v for k, v in tiny["weights"].items()}, pre + "spiece_model": tiny["tok"],
+               "model.diffusion_model.patch_embedding.weight": torch.zeros(2, 2)}, path)
+    enc = load_umt5_text_encoder(path, text_len=TEXT_LEN)
+    assert (enc.encode(PROMPTS) - reference(tiny, PROMPTS, TEXT_LEN)).abs().max().item() < 1e-4
+
+
 def test_errors(tiny, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"does not exist.*umt5_xxl_fp8_e4m3fn_scaled\.safetensors"):
         load_umt5_text_encoder(str(tmp_path / "missing.safetensors"))
@@ -226,6 +236,8 @@ def test_errors(tiny, tmp_path, monkeypatch):
         load_umt5_text_encoder(file_with({"patch_embedding.weight": x(), "blocks.0.self_attn.q.weight": x()}))
     with pytest.raises(ValueError, match="not a umT5 encoder: it looks like a decoder-only language model"):
         load_umt5_text_encoder(file_with({"model.layers.0.self_attn.q_proj.weight": x()}))
+    with pytest.raises(ValueError, match="looks like Wan's own umT5 checkpoint layout"):
+        load_umt5_text_encoder(file_with({"token_embedding.weight": x(), "blocks.0.attn.q.weight": x()}))
     with pytest.raises(ValueError, match="dtype"):
         load_umt5_text_encoder(tiny["files"]["fp32"], dtype=torch.float8_e4m3fn)
 
