@@ -42,8 +42,13 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
                                   "longlive_base.pt and --family longlive)")
     p.add_argument("--decoder", help="a Wan 2.1 VAE or TAEHV file for a Wan 2.1 model (ComfyUI: models/vae, "
                                      "models/vae_approx)")
-    p.add_argument("--text-encoder", help="text embeddings for a model without its own encoder; 'hashed': a "
-                                          "deterministic stand-in of the right width (smoke runs without umT5 weights)")
+    p.add_argument("--text-encoder", help="text embeddings for a model without its own encoder (Wan): ComfyUI's "
+                                          "umT5 file (umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled."
+                                          "safetensors, with its tokenizer inside), or 'hashed': a deterministic "
+                                          "stand-in of the right width (smoke runs without umT5 weights)")
+    p.add_argument("--recache", action=argparse.BooleanOptionalAction, default=None,
+                   help="causal families: on a prompt change, re-run the cached frames under the new prompt "
+                        "(LongLive's re-cache; its default) or only switch the cross-attention (the others' default)")
     p.add_argument("--window", type=int, help="causal families: latent frames the KV cache lets a chunk attend to "
                                               "(default: the family's, 21 for Self-Forcing)")
     p.add_argument("--sink", type=int, help="causal families: first latent frames kept in the cache for ever")
@@ -79,18 +84,24 @@ def open_stream(args):
                          buffer_frames=args.buffer_frames, chunk_frames=args.chunk_frames,
                          micro_steps=args.micro_steps, ref_frames=args.ref_frames, shift=args.shift,
                          cfg_scale=args.cfg, negative_prompt=args.negative, transition_seconds=args.transition,
-                         cold_start=args.cold_start, window=args.window, sink=args.sink)
+                         cold_start=args.cold_start, window=args.window, sink=args.sink, recache=args.recache)
     return pipe, stream
 
 
 def _text_encoder(name: str, pipe):
+    """'hashed' (a deterministic stand-in for smoke runs) or ComfyUI's umT5 file (umt5_xxl_fp16.safetensors,
+    umt5_xxl_fp8_e4m3fn_scaled.safetensors), which carries its tokenizer."""
     from .text import hashed_text_encoder
 
-    if name != "hashed":
-        raise SystemExit(f"error: --text-encoder {name!r}: the command line offers 'hashed' (a stand-in for smoke "
-                         "runs); real umT5 embeddings come from ComfyUI's CLIP loader in the node pack")
     c = pipe.bundle.config
-    return hashed_text_encoder(c.text_dim, c.text_len)
+    if name == "hashed":
+        return hashed_text_encoder(c.text_dim, c.text_len)
+    from .umt5 import load_umt5_text_encoder
+
+    try:
+        return load_umt5_text_encoder(name, device=pipe.device, text_len=c.text_len)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        raise ValueError(f"--text-encoder {name}: {exc}") from None
 
 
 def cmd_generate(args) -> int:

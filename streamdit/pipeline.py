@@ -144,15 +144,20 @@ class Pipeline:
                fps: float | None = None, buffer_frames: int | None = None, chunk_frames: int | None = None,
                micro_steps: int | None = None, ref_frames: int | None = None, shift: float | None = None,
                cfg_scale: float = 1.0, negative_prompt: str = "", transition_seconds: float = 0.0,
-               cold_start: str = "uniform", window: int | None = None, sink: int | None = None) -> Stream:
+               cold_start: str = "uniform", window: int | None = None, sink: int | None = None,
+               recache: bool | None = None) -> Stream:
         """Open a stream. Unset settings come from the model's defaults (a causal family's own for its sampler);
-        errors say which values work. window/sink: a causal family's KV cache in latent frames."""
+        errors say which values work. window/sink: a causal family's KV cache in latent frames; recache: re-run
+        the cached frames under a new prompt on prompt changes (None: the family's way)."""
         if self.family.causal:
             config = self._causal_config(seed, width, height, fps, buffer_frames, chunk_frames, micro_steps,
                                          ref_frames, shift, cfg_scale, window, sink)
+            if recache is not None and recache != config.cache.recache:
+                config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, recache=bool(recache)))
         else:
-            if window is not None or sink is not None:
-                raise ValueError(f"window/sink size a causal family's KV cache; family {self.family.name} has none")
+            if window is not None or sink is not None or recache:
+                raise ValueError(f"window/sink/recache set a causal family's KV cache; family {self.family.name} "
+                                 "has none")
             config = self._config(seed, width, height, fps, buffer_frames, chunk_frames, micro_steps, ref_frames,
                                   shift, cold_start)
         return self._open(Stream, config, prompt, cfg_scale, negative_prompt, transition_seconds)

@@ -382,10 +382,13 @@ def test_cache_settings_that_cannot_work_are_refused():
 
 # -- Rolling Forcing: a window of 5 chunks at 5 levels, an anchor placed before the cached frames ---------------
 
-def family_stream(name: str, seed: int = 5, prompt: str = "a cat walking", **cache):
+def family_stream(name: str, seed: int = 5, prompt: str = "a cat walking", recache: bool | None = None, **cache):
     f = FAMILIES[name]
+    spec = f.cache(**cache)
+    if recache is not None:
+        spec = CacheSpec(**{**spec.to_dict(), "recache": recache})
     config = StreamConfig(partition=f.partition(), height=SIZE, width=SIZE, shift=f.shift, seed=seed,
-                          steps=f.schedule(), first_steps=f.first_schedule(), renoise=True, cache=f.cache(**cache),
+                          steps=f.schedule(), first_steps=f.first_schedule(), renoise=True, cache=spec,
                           cold_start=f.cold_start)
     model = tiny_model()
     denoise = Recording(model, EmbeddingCache(hashed_text_encoder(CFG.text_dim, CFG.text_len)), config.cache,
@@ -482,12 +485,13 @@ def longlive_reference(model, stream, context, log, recached: tuple[int, int] | 
     return checked
 
 
-@pytest.mark.parametrize("finished_chunks", [2, 6])
-def test_longlive_recache_equals_the_reference(finished_chunks):
+@pytest.mark.parametrize("name,window,finished_chunks", [("longlive", None, 2), ("longlive", None, 6),
+                                                          ("self-forcing", 9, 1), ("self-forcing", 9, 4)])
+def test_recache_equals_the_reference(name, window, finished_chunks):
     """A re-cache (forced here under the same prompt, so one reference covers every frame): with fewer than a
     window of frames everything is cached again, sink included; later the sink keeps its keys and only the
-    window after it is re-run."""
-    model, stream = family_stream("longlive")
+    window after it is re-run. LongLive's own, and Self-Forcing with re-caching switched on."""
+    model, stream = family_stream(name, recache=True, window=window)
     spec = stream.config.cache
     for _ in range(finished_chunks + 1):
         stream.next_latent_chunk()

@@ -306,3 +306,36 @@ def test_matches_comfyui_own_umt5(tiny, tmp_path):
             assert ids == enc.tokenizer(p) and len(r["ids"][i]) == 512
             assert r["z"][i].shape == (512, hf.d_model)
             assert (ours[i] - r["z"][i]).abs().max().item() < 1e-4
+
+
+def test_cli_streams_a_causal_model_with_the_umt5_file(tiny, tmp_path):
+    """The command line end to end with a real (tiny) umT5 file: tokenizer and weights from ComfyUI's layout."""
+    import os
+    import subprocess
+    import sys
+
+    from test_families import CFG as DIT
+    from test_families import weights as dit_weights
+
+    from streamdit.codecs.taehv import TAEHVCodec
+    from streamdit.video_io import read_video
+
+    assert DIT.text_dim == 32 and DIT.text_len == 512  # the tiny umT5's d_model, Wan's 512 rows
+    torch.save({"generator_ema": dit_weights(2)}, tmp_path / "sf.pt")
+    torch.save(TAEHVCodec(4, [16, 8, 8, 8]).state_dict(), tmp_path / "taew.pth")
+    out = tmp_path / "sf.mp4"
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-m", "streamdit", "generate", "--model", str(tmp_path / "sf.pt"),
+                        "--family", "self-forcing", "--decoder", str(tmp_path / "taew.pth"),
+                        "--text-encoder", tiny["files"]["fp8"], "--prompt", "0s: a pig walking right on grass\n"
+                        "0.5s: a cat walking left on sand", "--width", "48", "--height", "32", "--seconds", "1.5",
+                        "--out", str(out)], cwd=root, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "STREAMDIT_NO_PROGRESS": "1"})
+    assert r.returncode == 0, r.stderr
+    frames, fps = read_video(str(out))
+    assert frames.shape == (24, 32, 48, 3) and fps == 16.0
+    r = subprocess.run([sys.executable, "-m", "streamdit", "generate", "--model", str(tmp_path / "sf.pt"),
+                        "--family", "self-forcing", "--decoder", str(tmp_path / "taew.pth"), "--text-encoder",
+                        tiny["files"]["no_tokenizer"], "--prompt", "a pig", "--out", str(tmp_path / "x.mp4")],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "spiece_model" in r.stderr
