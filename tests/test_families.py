@@ -100,7 +100,7 @@ def test_causal_families_refuse_what_they_were_not_trained_for(files):
         pipe.edit(torch.zeros(8, 32, 48, 3), "a cat")
     with pytest.raises(ValueError, match="window.*cannot hold the sink"):
         pipe.stream("a cat", window=4, sink=2, **SIZE)
-    with pytest.raises(ValueError, match="window/sink size a causal family"):
+    with pytest.raises(ValueError, match="window/sink/recache set a causal family"):
         load(files, "causvid.pt", "wan").stream("a cat", window=12, **SIZE)
 
 
