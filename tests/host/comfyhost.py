@@ -22,8 +22,8 @@ import json
 import os
 import re
 import shutil
-import socket
 import site
+import socket
 import subprocess
 import sys
 import tarfile
@@ -111,7 +111,10 @@ def _newest_key() -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     h.update(NEWEST_PINS.read_bytes())
-    h.update(json.dumps([sys.version, _base_site_dirs()]).encode())
+    import importlib.metadata as md
+
+    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in md.distributions(path=_base_site_dirs()))
+    h.update(json.dumps([sys.version, _base_site_dirs(), dists]).encode())
     return h.hexdigest()
 
 

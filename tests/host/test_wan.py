@@ -122,10 +122,8 @@ def video_of(host, run, node: str = "6"):
     return read_video(host.output_dir / video["subfolder"] / video["filename"])
 
 
-@pytest.mark.xfail(strict=True, reason="nodes/host.py model_files() lists only .safetensors (and "
-                   "register_model_folder registers models/streamdit for .safetensors only), so Self-Forcing, CausVid "
-                   "and Causal Forcing .pt files load when named (VALIDATE_INPUTS finds them) but cannot be picked")
 def test_loader_lists_self_forcing_pt_files(host, self_forcing_file):
+    """Self-Forcing, CausVid and Causal Forcing ship .pt files: the loader lists them next to .safetensors."""
     info = host.get("/object_info/StreamDiTModelLoader")["StreamDiTModelLoader"]["input"]
     assert "self-forcing" in info["optional"]["family"][0]
     assert SF in info["required"]["model"][0]
