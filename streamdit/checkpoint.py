@@ -77,6 +77,21 @@ def read_metadata(path: str) -> dict:
                          f"truncated or corrupt ({exc}); download or copy it again") from exc
 
 
+def read_weights_file(path: str, what: str, where: str = "") -> dict:
+    """A .safetensors or weights-only torch file as a dict, with errors that name the file's role (`what`: "TAEHV",
+    "LoRA") and where it belongs (`where`, e.g. "models/loras")."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} file {path} does not exist; check the path" + (f" ({where})" if where else ""))
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            return load_file(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path} ({os.path.getsize(path)} bytes) is not a readable {what} file: it may be truncated "
+                         f"or corrupt ({type(exc).__name__}: {exc}); download or copy it again") from exc
+
+
 def load_checkpoint(path: str, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> Bundle:
     """Load a StreamDiT checkpoint tensor by tensor onto `device` (the DiT in `dtype`, default float32)."""
     from .model import WanDiT  # the model module is heavy to import; keep checkpoint reads cheap

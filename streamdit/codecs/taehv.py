@@ -7,7 +7,6 @@ decoding chunk by chunk equals decoding the whole video at once.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import torch
@@ -166,17 +165,9 @@ def taehv_config(state: Mapping[str, torch.Tensor]) -> dict:
 
 def load_taehv(path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> TAEHVCodec:
     """Load the decoder of a TAEHV checkpoint (.pth/.pt or .safetensors); encoder weights are ignored."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"TAEHV file {path} does not exist; check the path")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path} ({os.path.getsize(path)} bytes) is not a readable TAEHV file: it may be truncated "
-                         f"or corrupt ({type(exc).__name__}: {exc}); download or copy it again") from exc
+    from ..checkpoint import read_weights_file
+
+    state = read_weights_file(path, "TAEHV")
     for prefix in ("model.", "taehv.", "vae."):
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}

@@ -9,11 +9,12 @@ loaders accept them. W <- W + (alpha / rank) B A, computed in float32 and stored
 """
 from __future__ import annotations
 
-import os
 import re
 
 import torch
 from torch import Tensor, nn
+
+from ..checkpoint import read_weights_file
 
 _KEY = re.compile(r"^(?:.*?\.)?(blocks\.\d+\..+?)\.lora_([AB])(?:\.[A-Za-z0-9_]+)?\.weight$")
 _ENTRIES = ("generator_lora", "lora", "state_dict")
@@ -21,17 +22,7 @@ _ENTRIES = ("generator_lora", "lora", "state_dict")
 
 def read_lora(path: str) -> dict[str, dict[str, Tensor]]:
     """{module name: {"A": [r, in], "B": [out, r]}} from a LoRA file (.pt/.pth or .safetensors)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"LoRA file {path} does not exist; check the path (ComfyUI: models/loras)")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-            obj = load_file(path)
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable LoRA file ({type(exc).__name__}: {exc}); "
-                         "download it again") from exc
+    obj = read_weights_file(path, "LoRA", "ComfyUI: models/loras")
     for key in _ENTRIES:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
