@@ -11,6 +11,7 @@ Random weights cost what trained ones do. A benchmark, not a test: nothing here 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -21,14 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import time_stream  # noqa: E402
-from streamdit.checkpoint import Bundle  # noqa: E402
-from streamdit.codecs.taehv import TAEHVCodec  # noqa: E402
+from bench.wan_fps import build as build_random  # noqa: E402
 from streamdit.config import ModelConfig, get_preset  # noqa: E402
 from streamdit.families import get_family  # noqa: E402
-from streamdit.model import WanDiT  # noqa: E402
 from streamdit.pipeline import Pipeline  # noqa: E402
-from streamdit.text import hashed_text_encoder  # noqa: E402
-from streamdit.wan.loading import streaming_defaults  # noqa: E402
 
 TINY = ModelConfig(dim=128, ffn_dim=256, num_heads=2, num_layers=4, in_dim=16, out_dim=16, text_dim=64, text_len=32,
                    freq_dim=64)
@@ -37,14 +34,10 @@ OTHER_PROMPT = "a corgi running through fresh snow"
 
 
 def build(config: ModelConfig, device: torch.device, dtype: torch.dtype, family: str, attention: str) -> Pipeline:
-    with torch.device(device):  # random init on the device itself
-        model = WanDiT(config).to(dtype).eval()
-        codec = TAEHVCodec(config.in_dim)
-    model.attention_backend = attention
-    codec = codec.to(device, dtype).eval()
-    bundle = Bundle(model, config, hashed_text_encoder(config.text_dim, config.text_len), codec,
-                    streaming_defaults(codec), {"untrained": True})
-    return Pipeline(bundle, device, dtype, get_family(family))
+    """wan_fps.py's random model with TAEHV, streamed as `family`."""
+    pipe = build_random(config, device, dtype, "taehv")
+    pipe.bundle.model.attention_backend = attention
+    return dataclasses.replace(pipe, family=get_family(family))
 
 
 def sync(dev: torch.device) -> None:

@@ -147,11 +147,7 @@ class StreamBuffer:
         for i, m in enumerate(range(s * n, last, -1)):
             sigma = torch.full((p.buffer_frames,), self.schedule.sigma(m / (s * n)), dtype=torch.float64)
             sigma_next = torch.full_like(sigma, self.schedule.sigma((m - 1) / (s * n)))
-            v = velocity(x, sigma)
-            if fresh is None:
-                x = x + (sigma_next[0] - sigma[0]).item() * v.to(x.dtype)
-            else:
-                x = update(x, v, sigma, sigma_next, fresh)
+            x = update(x, velocity(x, sigma), sigma, sigma_next, fresh)
             if (m - 1) % s == 0 and (m - 1) // s >= 1:  # reached the band edge u = chunk/N
                 chunk = (m - 1) // s
                 lo = k + (chunk - 1) * c

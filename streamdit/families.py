@@ -18,9 +18,8 @@ from .partition import Partition, Schedule
 
 def warped_sigma(t: float, shift: float) -> float:
     """Self-Forcing's `warp_denoising_step`: the listed t picks the scheduler's t-th point from the noisy end,
-    i.e. the shift formula at u = t / 1000: sigma = shift u / (1 + (shift - 1) u)."""
-    u = t / 1000.0
-    return shift * u / (1.0 + (shift - 1.0) * u)
+    i.e. Wan's shift formula at u = t / 1000."""
+    return Schedule(shift).sigma(t / 1000.0)
 
 
 def scheduler_sigma(t: float, shift: float, steps: int = 1000) -> float:

@@ -139,24 +139,19 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], mask: WindowMask | None, backend: str) -> Tensor:
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], mask: WindowMask | Tensor | None, backend: str,
+                layer: CacheLayer | None = None) -> Tensor:
+        """With a cache layer (causal streaming), the keys and values attended to are the ones its plan for
+        this call gives: this call's tokens and the cached ones."""
         x = x.to(self.q.weight.dtype)
         q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))  # [B, L, n, d]
         k = self.norm_k(self.k(x)).unflatten(-1, (self.num_heads, -1))
         v = self.v(x).unflatten(-1, (self.num_heads, -1))
-        out = attention(apply_rope(q, rope), apply_rope(k, rope), v, mask, backend)
-        return self.o(out.flatten(2))
-
-
-    def forward_cached(self, x: Tensor, rope: tuple[Tensor, Tensor], layer: CacheLayer, mask: Tensor | None,
-                       backend: str) -> Tensor:
-        """Attend to this call's tokens and the cached ones, as the cache's plan for this call says."""
-        x = x.to(self.q.weight.dtype)
-        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))
-        k = self.norm_k(self.k(x)).unflatten(-1, (self.num_heads, -1))
-        v = self.v(x).unflatten(-1, (self.num_heads, -1))
-        keys, values = layer.attend(k, v, rope)  # the layer rotates k (and may keep it un-rotated: an anchor)
-        return self.o(attention(apply_rope(q, rope), keys, values, mask, backend).flatten(2))
+        if layer is None:
+            k = apply_rope(k, rope)
+        else:
+            k, v = layer.attend(k, v, rope)  # the layer rotates k (and may keep it un-rotated: an anchor)
+        return self.o(attention(apply_rope(q, rope), k, v, mask, backend).flatten(2))
 
 
 class CrossAttention(SelfAttention):
@@ -188,7 +183,7 @@ class WanBlock(nn.Module):
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
 
     def forward(self, x: Tensor, e0: Tensor, kv: tuple[Tensor, Tensor] | Tensor, rope: tuple[Tensor, Tensor],
-                mask: WindowMask | None, backend: str) -> Tensor:
+                mask: WindowMask | Tensor | None, backend: str, layer: CacheLayer | None = None) -> Tensor:
         """kv: cached cross-attention (k, v), or the embedded context [B, text_len, dim] to project here
         (inside the block's forward, so FSDP2 has gathered this block's weights)."""
         if isinstance(kv, Tensor):
@@ -196,21 +191,8 @@ class WanBlock(nn.Module):
         # e0 [B, F, 6, dim] -> six [B, F, 1, dim], float32
         shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
             (self.modulation.float() + e0).unsqueeze(3).unbind(2))
-        x = x + gate(self.self_attn(modulate(self.norm1(x), shift_msa, scale_msa), rope, mask, backend), gate_msa)
-        x = x + self.cross_attn(self.norm3(x), kv, backend)
-        x = x + gate(self.ffn(modulate(self.norm2(x), shift_ffn, scale_ffn).to(self.ffn[0].weight.dtype)), gate_ffn)
-        return x
-
-
-    def forward_cached(self, x: Tensor, e0: Tensor, kv: tuple[Tensor, Tensor] | Tensor, rope: tuple[Tensor, Tensor],
-                       layer: CacheLayer, mask: Tensor | None, backend: str) -> Tensor:
-        """forward() with self-attention over a KV cache (causal streaming)."""
-        if isinstance(kv, Tensor):
-            kv = self.cross_attn.kv(kv)
-        shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
-            (self.modulation.float() + e0).unsqueeze(3).unbind(2))
-        attn = self.self_attn.forward_cached(modulate(self.norm1(x), shift_msa, scale_msa), rope, layer, mask, backend)
-        x = x + gate(attn, gate_msa)
+        x = x + gate(self.self_attn(modulate(self.norm1(x), shift_msa, scale_msa), rope, mask, backend, layer),
+                     gate_msa)
         x = x + self.cross_attn(self.norm3(x), kv, backend)
         x = x + gate(self.ffn(modulate(self.norm2(x), shift_ffn, scale_ffn).to(self.ffn[0].weight.dtype)), gate_ffn)
         return x
@@ -311,13 +293,14 @@ class WanDiT(nn.Module):
         return (self._compiled or self._run)(x, t, context_kv, rope, masks, grid)
 
     def _run(self, x: Tensor, t: Tensor, context_kv: list, rope: tuple[Tensor, Tensor],
-             masks: list[WindowMask | None], grid: tuple[int, int, int]) -> Tensor:
-        """The network proper on validated inputs (the part use_compile() hands to torch.compile)."""
+             masks: list[WindowMask | Tensor | None], grid: tuple[int, int, int], cache=None) -> Tensor:
+        """The network proper on validated inputs (the part use_compile() hands to torch.compile); with a KV
+        cache (streamdit.causal.KVCache), each block's self-attention goes through its layer of the cache."""
         x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)  # [B, L, dim]
         e = self.time_embedding(timestep_embedding(t, self.config.freq_dim))  # [B, F, dim] float32
         e0 = self.time_projection(e).unflatten(-1, (6, -1))  # [B, F, 6, dim]
-        for block, kv, mask in zip(self.blocks, context_kv, masks):
-            args = (x, e0, kv, rope, mask, self.attention_backend)
+        for i, (block, kv, mask) in enumerate(zip(self.blocks, context_kv, masks)):
+            args = (x, e0, kv, rope, mask, self.attention_backend, None if cache is None else cache.layer(i))
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, *args, use_reentrant=False)
             else:
@@ -344,12 +327,7 @@ class WanDiT(nn.Module):
         context_kv = [self.embed_text(context)] * len(self.blocks)
         # not through rope_table's cache: the start moves every chunk, and at 832x480 each table is 2.4 MB
         rope = rope_table.__wrapped__(grid, self.config.head_dim, x.device, cache.plan.start, _rope_dtype(x))
-        x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
-        e = self.time_embedding(timestep_embedding(t, self.config.freq_dim))
-        e0 = self.time_projection(e).unflatten(-1, (6, -1))
-        for i, (block, kv) in enumerate(zip(self.blocks, context_kv)):
-            x = block.forward_cached(x, e0, kv, rope, cache.layer(i), mask, self.attention_backend)
-        return self.unpatchify(self.head(x, e), grid)
+        return self._run(x, t, context_kv, rope, [mask] * len(self.blocks), grid, cache)
 
     def use_compile(self, enabled: bool = True, **options) -> WanDiT:
         """Run the network through torch.compile (inductor) from the next call on (enabled=False: eager).

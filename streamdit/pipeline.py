@@ -223,10 +223,7 @@ class Pipeline:
         text = EmbeddingCache(self.bundle.text_encoder)
         for _, p in track.events + [(0.0, negative_prompt)]:
             text.get(p)
-        if config.cache is not None:
-            if cls is not Stream:
-                raise ValueError(f"family {self.family.name} streams text-to-video only for now; video editing with "
-                                 "causal families is not supported yet")
+        if config.cache is not None:  # edit() refuses causal families before this
             denoise = CausalDenoiser(self.bundle.model, text, config.cache, config.partition,
                                      config.schedule.timesteps, self.dtype)
         else:

@@ -87,17 +87,6 @@ def visible(frames: int, finished: int, partition: Partition, spec: CacheSpec) -
     return out
 
 
-def reference(model, xs: torch.Tensor, t: torch.Tensor, context: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-    """The plain network (WanDiT's own full-sequence forward) over [C, F, h, w] with an additive token mask."""
-    grid = (xs.shape[1], SIZE // 2, SIZE // 2)
-    additive = torch.zeros(vis.shape, dtype=torch.float64).masked_fill(~vis, float("-inf"))
-    mask = additive.repeat_interleave(FRAME_TOKENS, 0).repeat_interleave(FRAME_TOKENS, 1)
-    rope = rope_table(grid, CFG.head_dim, torch.device("cpu"), 0, torch.float64)  # absolute positions, any length
-    ctx = [model.embed_text(context)] * len(model.blocks)
-    with torch.no_grad():
-        return model._run(xs[None], t[None].float(), ctx, rope, [mask] * len(model.blocks), grid)[0]
-
-
 def reference_at(model, frames: list, context: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
     """The plain network over frames given one by one as (latent [C, h, w], t, RoPE position): an anchor that
     sits at another position than its own needs positions that are not 0..F-1."""
@@ -123,7 +112,8 @@ def check_against_reference(model, stream, partition, spec, atol=1e-6) -> int:
         assert seen == sum(f.shape[1] for f in finished)
         history = torch.cat(finished + [x], dim=1) if finished else x
         times = torch.cat([torch.zeros(seen), t.double()])
-        ref = reference(model, history, times, context, visible(history.shape[1], seen, partition, spec))
+        frames = [(history[:, i], times[i], i) for i in range(history.shape[1])]  # positions from the start
+        ref = reference_at(model, frames, context, visible(history.shape[1], seen, partition, spec))
         # float64 everywhere but Wan's float32 islands (time embedding, norms, head): summing the cache in ring
         # order instead of sequence order moves the float32 head's rounding by ~6e-8
         torch.testing.assert_close(v, ref[:, seen:], rtol=0, atol=atol)
@@ -460,8 +450,7 @@ def test_rolling_forcing_equals_the_reference(limit):
 def longlive_reference(model, stream, context, log, recached: tuple[int, int] | None, keep_sink: bool) -> int:
     """Calls after a re-cache of finished frames [lo, hi): those were cached again attending to each other
     (and to the sink when it is kept); the rest as in Self-Forcing (sink + the newest R, own chunk)."""
-    spec, p = stream.config.cache, stream.config.partition
-    c, sink, rolling = p.chunk_frames, spec.sink, spec.rolling_frames(p)
+    spec, p, sink = stream.config.cache, stream.config.partition, stream.config.cache.sink
     finished, checked = [], 0
     for kind, x, t, v, seen in log:
         if kind == "commit":
@@ -471,14 +460,10 @@ def longlive_reference(model, stream, context, log, recached: tuple[int, int] | 
             continue
         frames = [(finished[i], 0, i) for i in range(seen)] + [(x[:, j], t[j], seen + j) for j in range(x.shape[1])]
         n = len(frames)
-        vis = torch.zeros(n, n, dtype=torch.bool)
-        for q in range(n):
-            for k in range(n):
-                if recached and recached[0] <= q < recached[1]:
-                    vis[q, k] = (recached[0] <= k < recached[1]) or (keep_sink and k < sink)
-                else:
-                    start = q // c * c if q < seen else seen
-                    vis[q, k] = k < start + c and (k < sink or k >= start - rolling)
+        vis = visible(n, seen, p, spec)
+        if recached:
+            for q in range(*recached):
+                vis[q] = torch.tensor([recached[0] <= k < recached[1] or (keep_sink and k < sink) for k in range(n)])
         ref = reference_at(model, frames, context, vis)
         torch.testing.assert_close(v, ref[:, seen:], rtol=0, atol=1e-6)
         checked += 1
