@@ -20,11 +20,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from streamdit.causal import KVCache  # noqa: E402
 from streamdit.codecs.taehv import TAEHVCodec  # noqa: E402
-from streamdit.config import ModelConfig, get_preset  # noqa: E402
-from streamdit.families import FAMILIES, Family  # noqa: E402
-from streamdit.model import WanDiT  # noqa: E402
+from streamdit.network.config import ModelConfig, get_preset  # noqa: E402
+from streamdit.network.model import WanDiT  # noqa: E402
+from streamdit.sampling.causal import KVCache  # noqa: E402
+from streamdit.sampling.families import FAMILIES, Family  # noqa: E402
 
 H100_BF16_DENSE = 989.4e12  # FLOP/s, NVIDIA H100 SXM datasheet (dense, no sparsity)
 # The authors' published speeds on one H100 (their claims; docs/causal-sources.md, docs/realtime-models.md)

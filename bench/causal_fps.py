@@ -23,9 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import time_stream  # noqa: E402
 from bench.wan_fps import build as build_random  # noqa: E402
-from streamdit.config import ModelConfig, get_preset  # noqa: E402
-from streamdit.families import get_family  # noqa: E402
+from streamdit.network.config import ModelConfig, get_preset  # noqa: E402
 from streamdit.pipeline import Pipeline  # noqa: E402
+from streamdit.sampling.families import get_family  # noqa: E402
 
 TINY = ModelConfig(dim=128, ffn_dim=256, num_heads=2, num_layers=4, in_dim=16, out_dim=16, text_dim=64, text_len=32,
                    freq_dim=64)

@@ -18,13 +18,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import time_stream  # noqa: E402
-from streamdit.checkpoint import Bundle  # noqa: E402
 from streamdit.codecs.taehv import TAEHVCodec  # noqa: E402
 from streamdit.codecs.wan_vae import WanVAECodec  # noqa: E402
-from streamdit.config import ModelConfig, get_preset  # noqa: E402
-from streamdit.model import WanDiT  # noqa: E402
+from streamdit.io.checkpoint import Bundle  # noqa: E402
+from streamdit.network.config import ModelConfig, get_preset  # noqa: E402
+from streamdit.network.model import WanDiT  # noqa: E402
+from streamdit.network.text import hashed_text_encoder  # noqa: E402
 from streamdit.pipeline import Pipeline  # noqa: E402
-from streamdit.text import hashed_text_encoder  # noqa: E402
 from streamdit.wan.loading import streaming_defaults  # noqa: E402
 
 PARTITIONS = {"training-free c=1 N=16 s=2": (1, 16, 2), "StreamDiT c=2 N=8 s=1": (2, 8, 1)}

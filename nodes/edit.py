@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..streamdit.sources import FrameSource
+from ..streamdit.sampling.sources import FrameSource
 from . import host, registry
 from .prompts import text_identity, text_pipeline
 from .sampler import FRAMES_TYPE, StreamRun

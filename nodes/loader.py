@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..streamdit import attention
-from ..streamdit.families import FAMILIES
+from ..streamdit.network import attention
 from ..streamdit.pipeline import Pipeline, default_model_path, default_teacher_path
+from ..streamdit.sampling.families import FAMILIES
 from . import host
 
 EMBEDDED = "streamdit-toy (embedded)"

@@ -14,7 +14,7 @@ import io
 
 import torch
 
-from ..streamdit.video_io import to_uint8
+from ..streamdit.io.video import to_uint8
 from . import host, registry
 from .sampler import FRAMES_TYPE, StreamRun, register_sink
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from ..streamdit.prompts import parse_schedule
-from ..streamdit.text import ExternalTextEncoder
+from ..streamdit.network.text import ExternalTextEncoder
+from ..streamdit.sampling.prompts import parse_schedule
 
 EXAMPLE = "0s: a pig walking right on grass\n4s: a cat walking right on grass"
 

@@ -24,7 +24,7 @@ class Entry:
     """One live stream and what a later run needs to continue it."""
 
     key: str
-    stream: Any  # streamdit.stream.Stream
+    stream: Any  # streamdit.sampling.stream.Stream
     fingerprint: tuple  # (model identity, size/partition settings, seed): a change starts a new stream
     schedule: str  # the prompt schedule text last applied
     runs: int = 0  # runs started on this stream

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ..streamdit.video_io import to_uint8
+from ..streamdit.io.video import to_uint8
 from . import host, registry
 from .prompts import text_identity, text_pipeline
 from .settings import check_size_for_model

@@ -1,7 +1,7 @@
 """StreamDiT Save Video: mp4 (h264) or webm (vp9) in ComfyUI's output folder, written while frames arrive.
 
 One file per queued run, named like the core Save nodes (<prefix>_00001_.mp4); consecutive files of
-one stream join seamlessly, since each run continues the last. The writer is streamdit.video_io's
+one stream join seamlessly, since each run continues the last. The writer is streamdit.io.video's
 VideoWriter: fragmented mp4 / clustered webm, so a cancelled run leaves a playable file. The
 workflow is embedded as JSON in the file's "comment" tag ({"prompt", "workflow", "streamdit"}).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..streamdit.video_io import VideoWriter
+from ..streamdit.io.video import VideoWriter
 from . import host, registry
 from .sampler import FRAMES_TYPE, StreamRun, register_sink
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass
 
-from ..streamdit.partition import Partition
+from ..streamdit.sampling.partition import Partition
 
 SIZE_STEP = 16  # pixels per latent token of every preset: codec factor 8 x DiT patch 2 (toy and Wan 2.1)
 MAX_BUFFER_FRAMES = 256  # latent frames; attention cost grows with the square of this

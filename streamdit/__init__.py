@@ -6,13 +6,13 @@ Public API (plain PyTorch, no ComfyUI):
     Partition, Schedule, StreamBuffer: the band arithmetic; WanDiT: the network (Wan 2.1 names)
     save_checkpoint / load_checkpoint; parse_schedule; PRESETS / get_preset
 """
-from .buffer import StreamBuffer
-from .checkpoint import Bundle, load_checkpoint, save_checkpoint
-from .config import PRESETS, ModelConfig, StreamDefaults, get_preset
-from .partition import Partition, Schedule
+from .io.checkpoint import Bundle, load_checkpoint, save_checkpoint
+from .network.config import PRESETS, ModelConfig, StreamDefaults, get_preset
 from .pipeline import Pipeline, default_model_path
-from .prompts import PromptTrack, parse_schedule
-from .stream import Stream, StreamConfig
+from .sampling.buffer import StreamBuffer
+from .sampling.partition import Partition, Schedule
+from .sampling.prompts import PromptTrack, parse_schedule
+from .sampling.stream import Stream, StreamConfig
 
 __all__ = ["Bundle", "ModelConfig", "PRESETS", "Partition", "Pipeline", "PromptTrack", "Schedule", "Stream",
            "StreamBuffer", "StreamConfig", "StreamDefaults", "WanDiT", "default_model_path", "get_preset",
@@ -22,6 +22,6 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     if name == "WanDiT":
-        from .model import WanDiT
+        from .network.model import WanDiT
         return WanDiT
     raise AttributeError(name)

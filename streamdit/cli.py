@@ -91,12 +91,12 @@ def open_stream(args):
 def _text_encoder(name: str, pipe):
     """'hashed' (a deterministic stand-in for smoke runs) or ComfyUI's umT5 file (umt5_xxl_fp16.safetensors,
     umt5_xxl_fp8_e4m3fn_scaled.safetensors), which carries its tokenizer."""
-    from .text import hashed_text_encoder
+    from .network.text import hashed_text_encoder
 
     c = pipe.bundle.config
     if name == "hashed":
         return hashed_text_encoder(c.text_dim, c.text_len)
-    from .umt5 import load_umt5_text_encoder
+    from .network.umt5 import load_umt5_text_encoder
 
     try:
         return load_umt5_text_encoder(name, device=pipe.device, text_len=c.text_len)
@@ -105,8 +105,8 @@ def _text_encoder(name: str, pipe):
 
 
 def cmd_generate(args) -> int:
-    from .progress import Progress
-    from .video_io import PngDirWriter, VideoWriter
+    from .io.progress import Progress
+    from .io.video import PngDirWriter, VideoWriter
 
     if not args.out and not args.frames_dir:
         raise SystemExit("error: give --out FILE.mp4 (or .webm) and/or --frames-dir DIR")
@@ -147,7 +147,7 @@ def cmd_generate(args) -> int:
 
 def cmd_demo(args) -> int:
     from .demo import SHOWCASE, run_demo
-    from .progress import Progress
+    from .io.progress import Progress
 
     if not args.prompt and not args.prompt_file:
         args.prompt = SHOWCASE
@@ -233,10 +233,10 @@ def cmd_eval(args) -> int:
 
 
 def cmd_edit(args) -> int:
+    from .io.progress import Progress
+    from .io.video import VideoWriter
     from .pipeline import Pipeline
-    from .progress import Progress
-    from .sources import FrameSource
-    from .video_io import VideoWriter
+    from .sampling.sources import FrameSource
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -307,15 +307,15 @@ def cmd_eval_edit(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from . import attention
-    from .config import PRESETS
+    from .network import attention
+    from .network.config import PRESETS
     from .pipeline import default_model_path
 
     print(f"embedded default model: {default_model_path() or 'none in this checkout (a random toy model is used)'}")
     print("presets:")
     for p in PRESETS.values():
         print(f"  {p.name:18s} dim {p.model.dim:5d} layers {p.model.num_layers:3d}  {p.note}")
-    from .families import FAMILIES
+    from .sampling.families import FAMILIES
     print("families (--family):")
     for f in FAMILIES.values():
         print(f"  {f.describe()}")
@@ -325,7 +325,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_finetune_wan(args) -> int:
-    from .config import ModelConfig
+    from .network.config import ModelConfig
     from .train.wan_finetune import WanFinetune, run
 
     config = ModelConfig.from_dict(json.loads(args.config)) if args.config else None

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from .video_io import VideoWriter, write_png
+from .io.video import VideoWriter, write_png
 
 SHOWCASE = ("0s: a pig walking right on grass\n"
             "3s: a cat walking right on grass\n"

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import torch
 
-from . import attention
-from .causal import CausalDenoiser
-from .checkpoint import Bundle, load_checkpoint
 from .codecs import build_codec
-from .config import get_preset
-from .denoiser import EmbeddingCache, ModelDenoiser
-from .families import FAMILIES, Family, get_family
-from .partition import Partition
-from .prompts import PromptTrack
-from .stream import Stream, StreamConfig
-from .text import TextEncoder, ToyTextEncoder, hashed_text_encoder
+from .io.checkpoint import Bundle, load_checkpoint
+from .network import attention
+from .network.config import get_preset
+from .network.text import TextEncoder, ToyTextEncoder, hashed_text_encoder
+from .sampling.causal import CausalDenoiser
+from .sampling.denoiser import EmbeddingCache, ModelDenoiser
+from .sampling.families import FAMILIES, Family, get_family
+from .sampling.partition import Partition
+from .sampling.prompts import PromptTrack
+from .sampling.stream import Stream, StreamConfig
 from .wan.loading import is_streamdit_file, load_wan_bundle
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "streamdit-toy.safetensors"
@@ -46,7 +46,7 @@ def toy_vocabulary() -> list[str]:
 
 def random_bundle(preset: str = "toy", seed: int = 0) -> Bundle:
     """A randomly initialised model of a preset (untrained: for tests, benchmarks and wiring)."""
-    from .model import WanDiT
+    from .network.model import WanDiT
 
     p = get_preset(preset)
     torch.manual_seed(seed)
@@ -81,7 +81,7 @@ class Pipeline:
         with a warning); "random:<preset>" builds a random model of any preset; a Wan 2.1 DiT file (any
         layout) loads with `decoder` (a Wan 2.1 VAE or TAEHV file) and takes its text encoder later
         (with_text_encoder). compile=True runs the network through torch.compile (WanDiT.use_compile).
-        family (streamdit.families): how the network streams; None = the file's own (our metadata) or "wan".
+        family (streamdit.sampling.families): how the network streams; None = the file's own (our metadata) or "wan".
         A causal family loads the entry of a trainer's .pt file that its authors' inference loads. lora: a LoRA
         file merged into the weights in place (LongLive's lora.pt on its base)."""
         dev = torch.device(device)
@@ -197,8 +197,8 @@ class Pipeline:
              transition_seconds: float = 0.0, **kw) -> Stream:
         """Open an edit stream: the source's frames (a FrameSource, a video path, or frames [T, H, W, 3])
         edited toward the prompt (or schedule). Other settings as in stream()."""
-        from .edit import EditStream
-        from .sources import FrameSource
+        from .sampling.edit import EditStream
+        from .sampling.sources import FrameSource
 
         if self.family.causal:
             raise ValueError(f"video editing with the causal family {self.family.name} is not supported yet; edit with "

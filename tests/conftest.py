@@ -14,12 +14,12 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def tiny_bundle():
     """A small random model with a toy text encoder and the patch codec (fast on a CPU)."""
-    from streamdit.checkpoint import Bundle
     from streamdit.codecs import PatchCodec
-    from streamdit.config import ModelConfig, StreamDefaults
-    from streamdit.model import WanDiT
+    from streamdit.io.checkpoint import Bundle
+    from streamdit.network.config import ModelConfig, StreamDefaults
+    from streamdit.network.model import WanDiT
+    from streamdit.network.text import ToyTextEncoder
     from streamdit.pipeline import toy_vocabulary
-    from streamdit.text import ToyTextEncoder
 
     torch.manual_seed(0)
     cfg = ModelConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=2, in_dim=12, out_dim=12, text_dim=16,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from streamdit import attention as attn
-from streamdit.attention import WindowMask, attention, available_backends, resolve_backend
+from streamdit.network.attention import WindowMask, attention, available_backends, resolve_backend
 
 
 def qkv(grid, heads=2, head_dim=16, batch=2, seed=0):

@@ -5,7 +5,7 @@ import json
 
 from workflow_format import ROOT, pack_input_types
 
-from streamdit.families import FAMILIES
+from streamdit.sampling.families import FAMILIES
 
 pack_input_types()  # imports the pack as ComfyUI does
 

@@ -9,15 +9,15 @@ sinks and a RoPE table much shorter than the stream all covered.
 import pytest
 import torch
 
-from streamdit.causal import CacheSpec, CausalDenoiser
 from streamdit.codecs import PatchCodec
-from streamdit.config import ModelConfig
-from streamdit.denoiser import EmbeddingCache
-from streamdit.families import FAMILIES, get_family
-from streamdit.model import WanDiT, rope_table
-from streamdit.partition import Partition
-from streamdit.stream import Stream, StreamConfig
-from streamdit.text import hashed_text_encoder
+from streamdit.network.config import ModelConfig
+from streamdit.network.model import WanDiT, rope_table
+from streamdit.network.text import hashed_text_encoder
+from streamdit.sampling.causal import CacheSpec, CausalDenoiser
+from streamdit.sampling.denoiser import EmbeddingCache
+from streamdit.sampling.families import FAMILIES, get_family
+from streamdit.sampling.partition import Partition
+from streamdit.sampling.stream import Stream, StreamConfig
 
 CFG = ModelConfig(dim=16, ffn_dim=32, num_heads=2, num_layers=2, in_dim=3, out_dim=3, text_dim=8, text_len=4,
                   freq_dim=8)

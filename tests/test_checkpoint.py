@@ -5,7 +5,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from streamdit.checkpoint import load_checkpoint, save_checkpoint
+from streamdit.io.checkpoint import load_checkpoint, save_checkpoint
 from streamdit.pipeline import Pipeline
 
 

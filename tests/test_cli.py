@@ -4,8 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamdit.checkpoint import save_checkpoint
-from streamdit.video_io import probe_video, read_video
+from streamdit.io.checkpoint import save_checkpoint
+from streamdit.io.video import probe_video, read_video
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def test_generate_reports_bad_input_clearly(tmp_path):
 
 
 def test_demo_writes_video_and_frame_strip(tiny_bundle, tmp_path):
-    from streamdit.video_io import read_png
+    from streamdit.io.video import read_png
 
     model = tmp_path / "tiny.safetensors"
     b = tiny_bundle

@@ -4,8 +4,8 @@ import warnings
 import pytest
 import torch
 
-from streamdit.config import ModelConfig
-from streamdit.model import WanDiT
+from streamdit.network.config import ModelConfig
+from streamdit.network.model import WanDiT
 
 CFG = ModelConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=1, in_dim=4, out_dim=4, text_dim=16, text_len=8,
                   freq_dim=16)

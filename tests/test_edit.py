@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamdit.edit import EditStream
-from streamdit.sources import FrameSource, SourceError
-from streamdit.video_io import VideoWriter, probe_video, read_video
+from streamdit.io.video import VideoWriter, probe_video, read_video
+from streamdit.sampling.edit import EditStream
+from streamdit.sampling.sources import FrameSource, SourceError
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a cat walking right on grass"
@@ -109,7 +109,7 @@ def test_extension_partitions_are_refused(tiny_pipeline):
 
 
 def test_edit_command_keeps_length_and_frame_rate(tiny_bundle, tmp_path):
-    from streamdit.checkpoint import save_checkpoint
+    from streamdit.io.checkpoint import save_checkpoint
 
     model = tmp_path / "tiny.safetensors"
     b = tiny_bundle

@@ -5,10 +5,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from streamdit.config import StreamDefaults
 from streamdit.evaluation import EvalSettings, evaluate_model, motion_speed, render_markdown, wilson
 from streamdit.evaluation.report import score_gaps
-from streamdit.prompts import PromptTrack
+from streamdit.network.config import StreamDefaults
+from streamdit.sampling.prompts import PromptTrack
 from streamdit.toyworld import ToyStream, parse_caption
 
 QUICK = EvalSettings(scenes=6, clip_seconds=2.0, long_streams=1, long_seconds=8.0, window_seconds=3.0,

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamdit.causal import CausalDenoiser
-from streamdit.checkpoint import save_checkpoint
 from streamdit.codecs.taehv import TAEHVCodec
-from streamdit.config import ModelConfig
-from streamdit.denoiser import ModelDenoiser
-from streamdit.families import FAMILIES
-from streamdit.model import WanDiT
+from streamdit.io.checkpoint import save_checkpoint
+from streamdit.io.video import read_video
+from streamdit.network.config import ModelConfig
+from streamdit.network.model import WanDiT
+from streamdit.network.text import hashed_text_encoder
 from streamdit.pipeline import Pipeline
-from streamdit.text import hashed_text_encoder
-from streamdit.video_io import read_video
+from streamdit.sampling.causal import CausalDenoiser
+from streamdit.sampling.denoiser import ModelDenoiser
+from streamdit.sampling.families import FAMILIES
 from streamdit.wan.loading import streaming_defaults
 
 ROOT = Path(__file__).resolve().parents[1]

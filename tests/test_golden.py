@@ -46,7 +46,7 @@ def teacher_cfg():
 
 def random_ref_frames():
     from streamdit import Pipeline
-    from streamdit.text import hashed_text_encoder
+    from streamdit.network.text import hashed_text_encoder
     pipe = Pipeline.load("random:toy")
     c = pipe.bundle.config
     # a hashed encoder: the random toy model's own text encoder depends on the vocabulary (fixed deliberately)

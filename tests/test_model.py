@@ -5,8 +5,8 @@ import re
 import pytest
 import torch
 
-from streamdit.config import PRESETS, ModelConfig
-from streamdit.model import WanDiT, apply_rope, count_parameters, rope_table
+from streamdit.network.config import PRESETS, ModelConfig
+from streamdit.network.model import WanDiT, apply_rope, count_parameters, rope_table
 
 TINY = ModelConfig(dim=96, ffn_dim=128, num_heads=2, num_layers=2, in_dim=4, out_dim=4,
                    text_dim=32, text_len=16, freq_dim=32)

@@ -1,6 +1,6 @@
 import pytest
 
-from streamdit.partition import Partition, Schedule
+from streamdit.sampling.partition import Partition, Schedule
 
 
 def test_special_cases_share_one_type():

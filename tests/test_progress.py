@@ -2,7 +2,7 @@ import io
 
 import pytest
 
-from streamdit.progress import Progress
+from streamdit.io.progress import Progress
 
 
 class Clock:

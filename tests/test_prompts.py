@@ -1,6 +1,6 @@
 import pytest
 
-from streamdit.prompts import PromptTrack, parse_schedule
+from streamdit.sampling.prompts import PromptTrack, parse_schedule
 
 
 def test_parse_schedule_forms():

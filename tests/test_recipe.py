@@ -65,7 +65,7 @@ def test_quick_recipe_exports_student_teacher_and_baselines_that_stream(tmp_path
 
 
 def test_cache_with_sprite_masks_feeds_a_weighted_teacher_loss(tmp_path):
-    from streamdit.partition import Schedule
+    from streamdit.sampling.partition import Schedule
     from streamdit.train.flow import flow_matching_loss
     from streamdit.train.recipe import build_teacher, stage_autoencoder, stage_cache
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from streamdit.codecs import PatchCodec
-from streamdit.partition import Partition, Schedule
-from streamdit.stream import Stream, StreamConfig
+from streamdit.sampling.partition import Partition, Schedule
+from streamdit.sampling.stream import Stream, StreamConfig
 
 C, H, W = 3, 2, 2  # latent channels and grid (patch codec, p = 1)
 

@@ -2,8 +2,8 @@
 import torch
 
 from streamdit.codecs import PatchCodec
-from streamdit.partition import Partition, Schedule
-from streamdit.stream import Stream, StreamConfig
+from streamdit.sampling.partition import Partition, Schedule
+from streamdit.sampling.stream import Stream, StreamConfig
 
 C, H, W = 3, 3, 3
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from streamdit.partition import Partition, Schedule
+from streamdit.sampling.partition import Partition, Schedule
 from streamdit.train.distill import DistillConfig, distill_loss, segment_starts, teacher_segment
 from streamdit.train.flow import PartitionMix, flow_matching_loss, sample_band_u
 
@@ -113,8 +113,8 @@ def test_segment_layout_and_teacher_segment_on_point_mass():
 
 def test_distillation_step_reduces_its_loss():
     torch.manual_seed(0)
-    from streamdit.config import ModelConfig
-    from streamdit.model import WanDiT
+    from streamdit.network.config import ModelConfig
+    from streamdit.network.model import WanDiT
 
     cfg = ModelConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=1, in_dim=4, out_dim=4, text_dim=8, text_len=4,
                       freq_dim=16)

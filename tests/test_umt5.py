@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 spm = pytest.importorskip("sentencepiece")
 transformers = pytest.importorskip("transformers")
 
-from streamdit.text import TextEncoder  # noqa: E402
-from streamdit.umt5 import load_umt5_encoder, load_umt5_text_encoder, relative_position_buckets  # noqa: E402
+from streamdit.network.text import TextEncoder  # noqa: E402
+from streamdit.network.umt5 import load_umt5_encoder, load_umt5_text_encoder, relative_position_buckets  # noqa: E402
 
 LAYERS = 2
 SENTENCES = ["a pig walking right on grass", "a cat walking left on sand", "the camera pans over a city at night",
@@ -318,7 +318,7 @@ def test_cli_streams_a_causal_model_with_the_umt5_file(tiny, tmp_path):
     from test_families import weights as dit_weights
 
     from streamdit.codecs.taehv import TAEHVCodec
-    from streamdit.video_io import read_video
+    from streamdit.io.video import read_video
 
     assert DIT.text_dim == 32 and DIT.text_len == 512  # the tiny umT5's d_model, Wan's 512 rows
     torch.save({"generator_ema": dit_weights(2)}, tmp_path / "sf.pt")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamdit.video_io import (
+from streamdit.io.video import (
     PngDirWriter,
     VideoWriter,
     ffmpeg_exe,
@@ -100,7 +100,7 @@ def test_killed_python_process_still_finalises(tmp_path):
     path = tmp_path / "orphan.mp4"
     script = textwrap.dedent(f"""
         import os, signal, torch
-        from streamdit.video_io import VideoWriter
+        from streamdit.io.video import VideoWriter
         w = VideoWriter({str(path)!r}, {FPS})
         w.write(torch.rand(40, {H}, {W}, 3))
         os.kill(os.getpid(), signal.SIGKILL)

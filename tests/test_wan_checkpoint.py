@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from streamdit.config import ModelConfig
-from streamdit.model import WanDiT
+from streamdit.network.config import ModelConfig
+from streamdit.network.model import WanDiT
 from streamdit.wan import infer_wan_config, load_wan_dit, read_wan_state
 
 CFG = ModelConfig(dim=96, ffn_dim=128, num_heads=2, num_layers=2, in_dim=4, out_dim=4, text_dim=32, text_len=16,
@@ -270,8 +270,8 @@ _MEMORY_SCRIPT = textwrap.dedent("""
     import json, sys, threading, time
     import torch
     from safetensors.torch import load_file, save_file
-    from streamdit.config import ModelConfig
-    from streamdit.model import WanDiT
+    from streamdit.network.config import ModelConfig
+    from streamdit.network.model import WanDiT
     from streamdit.wan import load_wan_dit
 
     cfg = ModelConfig(dim=512, ffn_dim=2048, num_heads=4, num_layers=6, in_dim=4, out_dim=4, text_dim=32,

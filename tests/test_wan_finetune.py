@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from streamdit.codecs.taehv import TAEHVCodec
-from streamdit.config import ModelConfig
+from streamdit.network.config import ModelConfig
+from streamdit.network.text import ExternalTextEncoder
 from streamdit.pipeline import Pipeline
-from streamdit.text import ExternalTextEncoder
 from streamdit.train.latent_folder import LatentFolder, write_clip, write_null_context
 from streamdit.train.trainer import read_log
 from streamdit.train.wan_finetune import WanFinetune, run

@@ -8,10 +8,10 @@ from safetensors.torch import save_file
 
 from streamdit.codecs.taehv import TAEHVCodec
 from streamdit.codecs.wan_vae import WanVAECodec
-from streamdit.config import ModelConfig
-from streamdit.model import WanDiT
+from streamdit.network.config import ModelConfig
+from streamdit.network.model import WanDiT
+from streamdit.network.text import ExternalTextEncoder
 from streamdit.pipeline import Pipeline
-from streamdit.text import ExternalTextEncoder
 from streamdit.wan.loading import WAN_FIFO, decoder_kind
 
 # dim 128 = one Wan head (head_dim 128), so the head count is inferred from the weights as for real files
@@ -117,8 +117,8 @@ def test_external_text_encoder_pads_and_checks_width():
 
 def test_wan_presets_name_the_wan_vae_and_random_text_stands_in():
     from streamdit.codecs import build_codec
-    from streamdit.config import get_preset
-    from streamdit.text import hashed_text_encoder
+    from streamdit.network.config import get_preset
+    from streamdit.network.text import hashed_text_encoder
 
     for name in ("wan2.1-t2v-1.3b", "wan2.1-t2v-14b"):
         assert get_preset(name).stream.codec == {"kind": "wan2.1-vae"}

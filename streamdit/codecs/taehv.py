@@ -165,7 +165,7 @@ def taehv_config(state: Mapping[str, torch.Tensor]) -> dict:
 
 def load_taehv(path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> TAEHVCodec:
     """Load the decoder of a TAEHV checkpoint (.pth/.pt or .safetensors); encoder weights are ignored."""
-    from ..checkpoint import read_weights_file
+    from ..io.checkpoint import read_weights_file
 
     state = read_weights_file(path, "TAEHV")
     for prefix in ("model.", "taehv.", "vae."):

@@ -11,8 +11,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..plotting import pyplot
-from ..progress import Progress
+from ..io.plotting import pyplot
+from ..io.progress import Progress
 from ..toyworld import ACTIONS, BACKGROUNDS, canonical_caption, centroid_distance, eval_seed, judge_frames, render_clip
 from .scores import rate
 

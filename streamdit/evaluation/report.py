@@ -1,7 +1,7 @@
 """The eval results as the markdown tables of docs/eval.md."""
 from __future__ import annotations
 
-from ..plotting import pyplot
+from ..io.plotting import pyplot
 from .scores import change_rates, long_stream_rates
 
 TARGETS = {"adherence": 0.90, "long": 0.85, "change": 0.90, "student_gap": 0.05}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..progress import Progress
+from ..io.progress import Progress
 from ..toyworld import (
     MOTION_OF_ACTION,
     all_scenes,

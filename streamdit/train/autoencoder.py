@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..codecs.autoencoder import AutoencoderCodec
-from ..progress import Progress
+from ..io.progress import Progress
 
 # (count, generator) -> frames [n, H, W, 3] and the sprite masks [n, H, W] (bool) of those frames
 FrameSource = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..partition import Partition, Schedule
+from ..sampling.partition import Partition, Schedule
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..partition import Schedule
-from ..text import TextEncoder
+from ..network.text import TextEncoder
+from ..sampling.partition import Schedule
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..plotting import pyplot
+from ..io.plotting import pyplot
 from .trainer import read_log
 
 

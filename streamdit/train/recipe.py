@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..codecs.autoencoder import AutoencoderCodec
-from ..partition import Partition
+from ..sampling.partition import Partition
 from ..toyworld.captions import random_caption
 from ..toyworld.render import render_batch
 from ..toyworld.world import TRAIN_SEED_RANGE, random_scene, random_switch
@@ -201,7 +201,7 @@ def frame_source(recipe: ToyRecipe):
 def stage_autoencoder(recipe: ToyRecipe) -> AutoencoderCodec:
     path = Path(recipe.out) / "autoencoder.safetensors"
     if recipe.codec_from:
-        from ..checkpoint import load_checkpoint
+        from ..io.checkpoint import load_checkpoint
 
         codec = load_checkpoint(recipe.codec_from).codec
         if not isinstance(codec, AutoencoderCodec):
@@ -369,7 +369,7 @@ def _loop(recipe: ToyRecipe, name: str, model, loss_fn, data, steps: int, lr: fl
 def _flow_stage(recipe: ToyRecipe, codec: AutoencoderCodec, name: str, model, mix: PartitionMix, data, steps: int,
                 lr: float, warmup: int, ema: float, probe_every: int, weights: str):
     """Buffered flow matching of `model` on `data` with `mix` in OUT/<name>/; returns the `weights` module."""
-    from ..partition import Schedule
+    from ..sampling.partition import Schedule
     from .flow import flow_matching_loss
 
     schedule = Schedule(1.0)
@@ -416,7 +416,7 @@ def stage_teacher_tune(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, 
 def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher, cold_start_teacher=None):
     """Segment-wise distillation from the teacher (the student starts as a copy); returns its EMA (0.99).
     cold_start_teacher, if given, supplies the targets of the uniform (cold-start) samples."""
-    from ..partition import Schedule
+    from ..sampling.partition import Schedule
     from .distill import DistillConfig, distill_loss
     from .toydata import LatentClips
 
@@ -441,7 +441,7 @@ def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teach
 def probe_adherence(module, recipe: ToyRecipe, codec: AutoencoderCodec, micro_steps: int, cfg_scale: float,
                     clips: int = 4, frames: int = 32) -> dict:
     """A quick judged sample during training: held-out seeds, canonical prompts, animal/background/motion hits."""
-    from ..checkpoint import Bundle
+    from ..io.checkpoint import Bundle
     from ..pipeline import Pipeline
     from ..toyworld import MOTION_OF_ACTION, all_scenes, canonical_caption, eval_seed, judge_clip
 
@@ -467,9 +467,9 @@ def probe_adherence(module, recipe: ToyRecipe, codec: AutoencoderCodec, micro_st
 
 def build_teacher(recipe: ToyRecipe, codec: AutoencoderCodec):
     """The toy preset's DiT plus its word-level text encoder, trained together."""
-    from ..config import get_preset
-    from ..model import WanDiT
-    from ..text import ToyTextEncoder
+    from ..network.config import get_preset
+    from ..network.model import WanDiT
+    from ..network.text import ToyTextEncoder
     from ..toyworld.captions import VOCABULARY
     from .flow import TextConditionedDiT
 
@@ -482,7 +482,7 @@ def build_teacher(recipe: ToyRecipe, codec: AutoencoderCodec):
 
 
 def defaults_for(recipe: ToyRecipe, codec: AutoencoderCodec, micro_steps: int):
-    from ..config import StreamDefaults
+    from ..network.config import StreamDefaults
 
     p = recipe.teacher_partition
     return StreamDefaults(width=recipe.size, height=recipe.size, fps=16.0, codec=codec.spec,
@@ -492,7 +492,7 @@ def defaults_for(recipe: ToyRecipe, codec: AutoencoderCodec, micro_steps: int):
 
 def export(recipe: ToyRecipe, module, codec: AutoencoderCodec, name: str, micro_steps: int, meta: dict) -> Path:
     """Write a shippable checkpoint (bf16 DiT, fp32 text encoder and codec)."""
-    from ..checkpoint import save_checkpoint
+    from ..io.checkpoint import save_checkpoint
 
     path = Path(recipe.out) / name
     save_checkpoint(str(path), module.dit, module.dit.config, text_encoder=module.text_encoder, codec=codec,

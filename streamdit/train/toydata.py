@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..codecs.autoencoder import AutoencoderCodec
-from ..progress import Progress
+from ..io.progress import Progress
 
 Scene = tuple  # (animal, action, background), as the toy world names them
 

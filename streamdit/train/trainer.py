@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..progress import Progress
+from ..io.progress import Progress
 from . import distributed as dist_utils
 
 LossFn = Callable[[nn.Module, object, torch.Generator], tuple[torch.Tensor, dict]]

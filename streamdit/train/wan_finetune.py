@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import save_checkpoint
-from ..config import ModelConfig, StreamDefaults
-from ..partition import Partition, Schedule
+from ..io.checkpoint import save_checkpoint
+from ..network.config import ModelConfig, StreamDefaults
+from ..sampling.partition import Partition, Schedule
 from . import distributed
 from .flow import PartitionMix
 
@@ -85,8 +85,8 @@ class WanFinetune:
 
 def build_model(recipe: WanFinetune, device: torch.device):
     """The network to train: a Wan 2.1 file, a StreamDiT export, or a random model of recipe.config."""
-    from ..checkpoint import load_checkpoint
-    from ..model import WanDiT
+    from ..io.checkpoint import load_checkpoint
+    from ..network.model import WanDiT
     from ..wan.loading import is_streamdit_file
 
     if recipe.init is None:

@@ -19,7 +19,7 @@ import torch
 from safetensors import safe_open
 from torch import Tensor, nn
 
-from ..config import ModelConfig
+from ..network.config import ModelConfig
 from . import names
 
 WAN_HEAD_DIM = 128  # every released Wan 2.1 / 2.2 DiT
@@ -389,7 +389,7 @@ def load_wan_dit(path: str, device: torch.device | str = "cpu", dtype: torch.dty
     num_heads: needed only when dim is not a multiple of 128 and no diffusers config.json says it.
     Returns (model in eval mode, config, info) where info describes the file (layout, prefix, quantization...).
     """
-    from ..model import WanDiT  # heavy import; keep the module cheap to import
+    from ..network.model import WanDiT  # heavy import; keep the module cheap to import
 
     with read_wan_state(path, state_key) as state:
         heads_from = "argument" if num_heads else "config.json" if state.num_heads_hint else f"dim/{WAN_HEAD_DIM}"

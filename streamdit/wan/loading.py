@@ -14,9 +14,9 @@ import re
 
 import torch
 
-from ..checkpoint import FORMAT, Bundle, load_checkpoint, read_metadata
 from ..codecs import Codec
-from ..config import StreamDefaults
+from ..io.checkpoint import FORMAT, Bundle, load_checkpoint, read_metadata
+from ..network.config import StreamDefaults
 
 # Training-free streaming of Wan 2.1 at its native 480p: 16 latent frames (61 video frames, inside the 21
 # latent frames Wan was trained on), c = 1, 2 micro steps: 32 denoising steps per frame, Wan's shift 5.

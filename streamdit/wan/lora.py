@@ -14,7 +14,7 @@ import re
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import read_weights_file
+from ..io.checkpoint import read_weights_file
 
 _KEY = re.compile(r"^(?:.*?\.)?(blocks\.\d+\..+?)\.lora_([AB])(?:\.[A-Za-z0-9_]+)?\.weight$")
 _ENTRIES = ("generator_lora", "lora", "state_dict")

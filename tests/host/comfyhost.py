@@ -197,7 +197,7 @@ def write_test_model(path: Path) -> None:
     its output would not depend on the prompt); it exercises loading from the models/streamdit folder."""
     import torch
 
-    from streamdit.checkpoint import save_checkpoint
+    from streamdit.io.checkpoint import save_checkpoint
     from streamdit.pipeline import random_bundle
 
     bundle = random_bundle("toy", seed=0)

@@ -8,7 +8,7 @@ import torch
 from comfyhost import TEST_MODEL
 from graphs import stream_graph, with_inputs
 
-from streamdit.video_io import read_png, read_video
+from streamdit.io.video import read_png, read_video
 
 FPS = 16
 

@@ -11,9 +11,9 @@ from safetensors.torch import save_file
 
 from streamdit.codecs.taehv import TAEHVCodec
 from streamdit.codecs.wan_vae import WanVAECodec
-from streamdit.config import ModelConfig
-from streamdit.model import WanDiT
-from streamdit.video_io import read_video
+from streamdit.io.video import read_video
+from streamdit.network.config import ModelConfig
+from streamdit.network.model import WanDiT
 
 DIT = "tiny_wan2.1_t2v.safetensors"
 CFG = ModelConfig(dim=128, ffn_dim=128, num_heads=1, num_layers=2, in_dim=16, out_dim=16, text_dim=32, text_len=512,

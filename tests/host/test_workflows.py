@@ -6,7 +6,7 @@ import json
 import pytest
 from graphs import ROOT, load_api, load_ui, nodes_of
 
-from streamdit.video_io import probe_video, read_metadata, read_video
+from streamdit.io.video import probe_video, read_metadata, read_video
 
 WORKFLOWS = ["text_to_stream", "interactive_prompt_schedule"]
 # wan2.1_1.3b_stream and realtime_causal_stream name real weights: test_wan.py runs the causal one with tiny stand-ins

@@ -11,9 +11,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from streamdit.config import ModelConfig  # noqa: E402
-from streamdit.model import WanDiT  # noqa: E402
-from streamdit.partition import Schedule  # noqa: E402
+from streamdit.network.config import ModelConfig  # noqa: E402
+from streamdit.network.model import WanDiT  # noqa: E402
+from streamdit.sampling.partition import Schedule  # noqa: E402
 from streamdit.train import distributed  # noqa: E402
 from streamdit.train.flow import PartitionMix, flow_matching_loss  # noqa: E402
 from streamdit.train.trainer import TrainConfig, Trainer  # noqa: E402

@@ -4,7 +4,7 @@ Causal and bidirectional Wan 2.1 files have the same tensors, so the file cannot
 user chooses a family (the CLI's --family, the loader node's `family`), or our own metadata names it. A
 causal family is, in this project's terms, the partition N = 1 chunk of c frames with s = len(steps) micro
 steps, the family's literal step table, x0 re-noised with fresh noise at each step, and a KV cache of
-finished frames (streamdit.causal). Every number here comes from the authors' code: docs/causal-sources.md.
+finished frames (streamdit.sampling.causal). Every number here comes from the authors' code: docs/causal-sources.md.
 """
 from __future__ import annotations
 

@@ -12,9 +12,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .codecs import Codec, build_codec
-from .config import ModelConfig, StreamDefaults
-from .text import TextEncoder, build_text_encoder
+from ..codecs import Codec, build_codec
+from ..network.config import ModelConfig, StreamDefaults
+from ..network.text import TextEncoder, build_text_encoder
 
 FORMAT = "streamdit"
 FORMAT_VERSION = "1"
@@ -94,12 +94,12 @@ def read_weights_file(path: str, what: str, where: str = "") -> dict:
 
 def load_checkpoint(path: str, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> Bundle:
     """Load a StreamDiT checkpoint tensor by tensor onto `device` (the DiT in `dtype`, default float32)."""
-    from .model import WanDiT  # the model module is heavy to import; keep checkpoint reads cheap
+    from ..network.model import WanDiT  # the model module is heavy to import; keep checkpoint reads cheap
 
     meta = read_metadata(path)
     if meta.get("format") != FORMAT or "model_config" not in meta:
         raise ValueError(f"checkpoint {path} has no StreamDiT metadata (format={meta.get('format')!r}); "
-                         "save it with streamdit.checkpoint.save_checkpoint, or load Wan 2.1 files through "
+                         "save it with streamdit.io.checkpoint.save_checkpoint, or load Wan 2.1 files through "
                          "the Wan loader")
     try:
         config = ModelConfig.from_dict(json.loads(meta["model_config"]))

@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..network.model import apply_rope, frame_rotation, rope_table
 from .denoiser import EmbeddingCache, Weights
-from .model import apply_rope, frame_rotation, rope_table
 from .partition import Partition
 
 BUFFER_MASKS = ("block-causal", "none")

@@ -6,7 +6,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .text import TextEncoder
+from ..network.text import TextEncoder
 
 Weights = tuple[tuple[str, float], ...]
 

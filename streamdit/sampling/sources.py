@@ -52,7 +52,7 @@ class FrameSource:
 
     @classmethod
     def from_path(cls, path: str | Path, chunk_frames: int = 16) -> FrameSource:
-        from .video_io import iter_video, probe_video
+        from ..io.video import iter_video, probe_video
 
         path = str(path)
         if not Path(path).is_file():

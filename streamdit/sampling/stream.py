@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..codecs import Codec
 from .buffer import StreamBuffer
 from .causal import CacheSpec
-from .codecs import Codec
 from .partition import Partition, Schedule
 from .prompts import PromptTrack
 

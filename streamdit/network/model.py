@@ -21,7 +21,7 @@ from .attention import WindowMask, attention
 from .config import ModelConfig
 
 if TYPE_CHECKING:
-    from .causal import CacheLayer
+    from ..sampling.causal import CacheLayer
 
 CrossKV = list[tuple[Tensor, Tensor]]  # per block: cross-attention k, v [B, text_len, heads, head_dim]
 
@@ -295,7 +295,7 @@ class WanDiT(nn.Module):
     def _run(self, x: Tensor, t: Tensor, context_kv: list, rope: tuple[Tensor, Tensor],
              masks: list[WindowMask | Tensor | None], grid: tuple[int, int, int], cache=None) -> Tensor:
         """The network proper on validated inputs (the part use_compile() hands to torch.compile); with a KV
-        cache (streamdit.causal.KVCache), each block's self-attention goes through its layer of the cache."""
+        cache (streamdit.sampling.causal.KVCache), each block's self-attention goes through its layer of the cache."""
         x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)  # [B, L, dim]
         e = self.time_embedding(timestep_embedding(t, self.config.freq_dim))  # [B, F, dim] float32
         e0 = self.time_projection(e).unflatten(-1, (6, -1))  # [B, F, 6, dim]
@@ -312,7 +312,7 @@ class WanDiT(nn.Module):
         """Causal streaming: x [1, C, F, H, W] (frames that follow the cached ones), t [1, F], context
         [1, <=text_len, text_dim] -> v [1, out_dim, F, H, W] float32.
 
-        cache (streamdit.causal.KVCache) gives each block its cached keys/values and, in its plan for this
+        cache (streamdit.sampling.causal.KVCache) gives each block its cached keys/values and, in its plan for this
         call, the RoPE position of the first frame; mask (bool [L, L + cached tokens], True = attend) restricts
         attention among the frames of this call (block-causal chunks); None lets every token see them all."""
         pt = self.config.patch_size

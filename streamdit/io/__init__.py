@@ -1,0 +1,1 @@
+"""Files and terminals: checkpoints, video files, PNG images, progress bars and plots."""
