@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..streamdit.sampling.sources import FrameSource
 from . import host, registry
+from .consumers import SINKS
 from .prompts import text_identity, text_pipeline
-from .sampler import FRAMES_TYPE, StreamRun
+from .run import FRAMES_TYPE, StreamRun
 
 PACK = Path(__file__).resolve().parents[1]
 EXAMPLE = "example: a pig walking right on grass"
@@ -85,9 +86,8 @@ class StreamDiTVideoEdit:
         kw = {}
         if settings is not None:
             kw = {k: v for k, v in settings.stream_kwargs().items() if k not in ("seed", "fps", "cold_start")}
-        stream = pipe.edit(source, prompt.schedule, strength=float(strength), seed=int(seed),
-                                     cfg_scale=prompt.cfg, negative_prompt=prompt.negative_prompt,
-                                     transition_seconds=prompt.transition_seconds, **kw)
+        stream = pipe.edit(source, prompt.schedule, strength=float(strength), seed=int(seed), cfg_scale=prompt.cfg,
+                           negative_prompt=prompt.negative_prompt, transition_seconds=prompt.transition_seconds, **kw)
         key = registry.stream_key(f"edit-{unique_id}", unique_id)
         fingerprint = (model.identity, "edit", source_video, strength, seed, text_identity(prompt))
         entry = registry.Entry(key, stream, fingerprint, prompt.schedule)
@@ -96,4 +96,4 @@ class StreamDiTVideoEdit:
         frames = source.length or 10**9  # an unknown length ends with the source
         host.log.info("streamdit: editing %s at strength %g (asked %g), latency %d frames", source.name,
                       stream.strength, strength, stream.latency_frames)
-        return (StreamRun(entry, model, frames, unique_id, f"edit-{unique_id}", graph, extra_pnginfo, True),)
+        return (StreamRun(entry, frames, unique_id, f"edit-{unique_id}", graph, extra_pnginfo, True, SINKS),)

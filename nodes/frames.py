@@ -1,7 +1,7 @@
 """StreamDiT Frames to Image: a run's frames as an ordinary IMAGE batch, for any other node."""
 from __future__ import annotations
 
-from .sampler import FRAMES_TYPE, StreamRun
+from .run import FRAMES_TYPE, StreamRun
 
 
 class StreamDiTFramesToImage:

@@ -1,6 +1,7 @@
 """StreamDiT Model Loader: the embedded default or a checkpoint from the model folders."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import warnings
@@ -9,24 +10,25 @@ from dataclasses import dataclass
 import torch
 
 from ..streamdit.network import attention
+from ..streamdit.network.config import DTYPES
 from ..streamdit.pipeline import Pipeline, default_model_path, default_teacher_path
-from ..streamdit.sampling.families import FAMILIES
+from ..streamdit.sampling.families import FAMILIES, get_family
+from ..streamdit.wan.loading import is_streamdit_file, load_decoder
 from . import host
 
 EMBEDDED = "streamdit-toy (embedded)"
 EMBEDDED_TEACHER = "streamdit-toy-teacher (embedded; 4 micro steps, set cfg 1.5)"
 OWN_CODEC = "model's own codec"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TORCH_FILES = (".pt", ".pth", ".ckpt", ".bin")  # trainer files whose entry a family picks
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     """What flows on a STREAMDIT_MODEL link: the pipeline plus what identifies it for stream reuse."""
 
-    pipeline: Pipeline
+    pipeline: Pipeline  # carries this loader's per-stream settings (attention, compile) and family
     name: str
-    identity: tuple  # (path, mtime, device, dtype): streams are only continued on the same model
-    attention: str
+    identity: tuple  # weights, decoder and family: streams are only continued on the same model
 
     @property
     def text_dims(self) -> tuple[int, int]:
@@ -42,13 +44,55 @@ class LoadedModel:
         return self.pipeline.describe() + (" (untrained: noise-like frames)" if self.pipeline.untrained else "")
 
 
+# Loaded weights, keyed only by what changes them (file, modification time, device, dtype, the .pt entry, a
+# LoRA): loaders that differ in attention, compile, decoder or a family reading the same entry share one copy.
 _cache_lock = threading.Lock()
-_cache: dict[tuple, Pipeline] = {}
+_weights: dict[tuple, tuple[Pipeline, str | None]] = {}  # key -> (pipeline, the decoder file it was loaded with)
+_decoders: dict[tuple, object] = {}  # (decoder file, mtime, device) -> codec
 
 
 def clear_model_cache() -> None:
     with _cache_lock:
-        _cache.clear()
+        _weights.clear()
+        _decoders.clear()
+
+
+def _file_id(path: str | None) -> tuple:
+    return (path, os.path.getmtime(path) if path and os.path.isfile(path) else 0.0)
+
+
+def _decoder(path: str, device: str):
+    key = (*_file_id(path), device)
+    if key not in _decoders:
+        _decoders[key] = load_decoder(path, device)
+    return _decoders[key]
+
+
+def shared_pipeline(source: str, device: str, dtype: torch.dtype, decoder: str | None, family: str | None,
+                    lora: str | None) -> Pipeline:
+    """The pipeline of these weights with `decoder` (None: the model's own codec) streamed as `family`; weights
+    are loaded once per (file, mtime, device, dtype, .pt entry, LoRA). source: a file or "random:<preset>"."""
+    entry = get_family(family).state_key if family and str(source).endswith(TORCH_FILES) else None
+    key = (*_file_id(source), device, str(dtype), entry, _file_id(lora) if lora else None)
+    with _cache_lock:
+        if key not in _weights:
+            own = source.startswith("random:") or is_streamdit_file(source)
+            first = None if own else decoder  # a Wan file has no codec of its own: load it with the one asked
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the random-fallback warning: the description says it
+                pipe = Pipeline.load(source, decoder=first, device=device, dtype=dtype, family=family, lora=lora)
+            if first is not None:
+                _decoders[(*_file_id(first), device)] = pipe.bundle.codec
+            _weights[key] = (pipe, first)
+        pipe, loaded_with = _weights[key]
+        if decoder is not None and decoder != loaded_with:
+            pipe = pipe.with_decoder(_decoder(decoder, device))
+        elif decoder is None and loaded_with is not None:
+            raise ValueError(f"{source} has no decoder of its own: choose a Wan 2.1 VAE (wan_2.1_vae.safetensors) "
+                             "or a TAEHV decoder (taew2_1.safetensors) as the decoder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pipe.with_family(family)
 
 
 def device_choices() -> list[str]:
@@ -177,27 +221,16 @@ class StreamDiTModelLoader:
             decoder_file = host.decoder_path(decoder)
             if decoder_file is None:
                 raise FileNotFoundError(f"decoder file {decoder!r} was not found in models/vae or models/vae_approx")
-        mtime = os.path.getmtime(source) if os.path.isfile(source) else 0.0
         chosen = None if family in (None, "auto") else family
         lora_file = None
         if lora not in (None, "none"):
             lora_file = host.lora_path(lora)
             if lora_file is None:
                 raise FileNotFoundError(f"LoRA file {lora!r} was not found in models/loras; press Refresh")
-        lora_id = (lora_file, os.path.getmtime(lora_file)) if lora_file else None
-        # a family can pick another entry of a .pt; a LoRA changes the weights
-        identity = (source, mtime, dev, str(dt), decoder_file, chosen, lora_id)
-        with _cache_lock:
-            pipe = _cache.get(identity)
-            if pipe is None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # the random-fallback warning: the description says it
-                    pipe = Pipeline.load(None if model == EMBEDDED and decoder_file is None else source,
-                                         decoder=decoder_file, device=dev, dtype=dt, attention_backend=attention,
-                                         family=chosen, lora=lora_file)
-                _cache[identity] = pipe
-            if pipe.bundle.model.compile_enabled != bool(compile):
-                pipe.bundle.model.use_compile(bool(compile))
-        loaded = LoadedModel(pipe, model, identity, attention)
+        pipe = shared_pipeline(source, dev, dt, decoder_file, chosen, lora_file)
+        pipe = dataclasses.replace(pipe, attention=attention, compile=bool(compile))
+        identity = (_file_id(source), dev, str(dt), _file_id(decoder_file), pipe.family.name,
+                    _file_id(lora_file) if lora_file else None)
+        loaded = LoadedModel(pipe, model, identity)
         host.log.info("streamdit: %s", loaded.describe())
         return (loaded,)

@@ -16,7 +16,7 @@ import torch
 
 from ..streamdit.io.video import to_uint8
 from . import host, registry
-from .sampler import FRAMES_TYPE, StreamRun, register_sink
+from .run import FRAMES_TYPE, StreamRun
 
 EVENT = "streamdit.frames"
 JPEG_QUALITY = 85
@@ -60,8 +60,7 @@ class PreviewSink:
         return {"sent": self.sent}
 
 
-@register_sink("StreamDiTLivePreview")
-def _preview_sink(run: StreamRun, node_id: str, inputs: dict) -> PreviewSink:
+def open_sink(run: StreamRun, node_id: str, inputs: dict) -> PreviewSink:
     return PreviewSink(node_id)
 
 

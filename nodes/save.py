@@ -12,7 +12,7 @@ import os
 
 from ..streamdit.io.video import VideoWriter
 from . import host, registry
-from .sampler import FRAMES_TYPE, StreamRun, register_sink
+from .run import FRAMES_TYPE, StreamRun
 
 FORMATS = {"mp4": ("mp4", "video/mp4"), "webm": ("webm", "video/webm")}
 
@@ -51,8 +51,7 @@ def _literal(inputs: dict, name: str, default):
     return None if isinstance(value, list) else value  # a link: known only when the node runs
 
 
-@register_sink("StreamDiTSaveVideo")
-def _video_sink(run: StreamRun, node_id: str, inputs: dict) -> VideoSink | None:
+def open_sink(run: StreamRun, node_id: str, inputs: dict) -> VideoSink | None:
     prefix, fmt, crf = (_literal(inputs, "filename_prefix", "StreamDiT/stream"), _literal(inputs, "format", "mp4"),
                         _literal(inputs, "crf", 0))
     if prefix is None or fmt not in FORMATS or crf is None:

@@ -19,7 +19,7 @@ from .sampling.families import FAMILIES, Family, get_family
 from .sampling.partition import Partition
 from .sampling.prompts import PromptTrack
 from .sampling.stream import Stream, StreamConfig
-from .wan.loading import is_streamdit_file, load_wan_bundle
+from .wan.loading import attach_decoder, is_streamdit_file, load_wan_bundle
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "streamdit-toy.safetensors"
 DEFAULT_TEACHER = DEFAULT_MODEL.with_name("streamdit-toy-teacher.safetensors")
@@ -72,6 +72,10 @@ class Pipeline:
     device: torch.device
     dtype: torch.dtype
     family: Family = FAMILIES["wan"]
+    # per-stream settings: pipelines made from one with dataclasses.replace share its weights and never
+    # change the shared network module
+    attention: str = "auto"  # attention kernel (streamdit.network.attention)
+    compile: bool = False  # torch.compile the network (WanDiT forward(compiled=True))
 
     @classmethod
     def load(cls, path: str | None = None, *, decoder: str | None = None, device: str = "cpu",
@@ -80,7 +84,7 @@ class Pipeline:
         """path None loads the embedded default (or, in a checkout without it, a random toy model
         with a warning); "random:<preset>" builds a random model of any preset; a Wan 2.1 DiT file (any
         layout) loads with `decoder` (a Wan 2.1 VAE or TAEHV file) and takes its text encoder later
-        (with_text_encoder). compile=True runs the network through torch.compile (WanDiT.use_compile).
+        (with_text_encoder). attention_backend and compile (torch.compile) are this pipeline's per-stream settings.
         family (streamdit.sampling.families): how the network streams; None = the file's own (our metadata) or "wan".
         A causal family loads the entry of a trainer's .pt file that its authors' inference loads. lora: a LoRA
         file merged into the weights in place (LongLive's lora.pt on its base)."""
@@ -112,21 +116,29 @@ class Pipeline:
             raise ValueError(f"model {bundle.path or path} has no codec or stream defaults of its own; load it with "
                              "a decoder (decoder=..., see docs/wan.md)")
         attention.available_backends(dev)  # fail early on a device without any backend
-        bundle.model.attention_backend = attention_backend
-        if compile:
-            bundle.model.use_compile()
-        if chosen is None:
-            chosen = get_family(bundle.meta.get("family", "wan"))  # our own files say how they stream
         if lora is not None:
             from .wan.lora import merge_lora
             bundle.meta["lora"] = merge_lora(bundle.model, str(lora))
-        elif chosen.lora is not None and not bundle.meta.get("lora"):
+        pipe = cls(bundle, dev, next(bundle.model.parameters()).dtype, attention=attention_backend,
+                   compile=bool(compile))
+        return pipe.with_family(family)
+
+    def with_family(self, family: str | None) -> Pipeline:
+        """The same weights streamed as `family` (None: the file's own, from our metadata, or "wan")."""
+        chosen = get_family(family if family is not None else self.bundle.meta.get("family", "wan"))
+        bundle = self.bundle
+        if chosen.lora is not None and not bundle.meta.get("lora"):
             warnings.warn(f"family {chosen.name} is its authors' base model plus a LoRA (lora.pt): without the LoRA "
                           "the base streams, not the released model; give it with lora=... (--lora)", stacklevel=2)
         if chosen.causal and bundle.config.window is not None:
-            raise ValueError(f"{bundle.path or path} uses windowed attention; family {chosen.name} needs a plain "
-                             "Wan 2.1 network")
-        return cls(bundle, dev, next(bundle.model.parameters()).dtype, chosen)
+            raise ValueError(f"{bundle.path or 'this model'} uses windowed attention; family {chosen.name} needs a "
+                             "plain Wan 2.1 network")
+        return dataclasses.replace(self, family=chosen)
+
+    def with_decoder(self, decoder) -> Pipeline:
+        """The same weights with another decoder (a Wan 2.1 VAE or TAEHV file, or a Codec)."""
+        bundle = attach_decoder(dataclasses.replace(self.bundle), decoder, self.device)
+        return dataclasses.replace(self, bundle=bundle)
 
     def with_text_encoder(self, encoder: TextEncoder) -> Pipeline:
         """The same model with text embeddings from `encoder` (e.g. ComfyUI's umT5 for a Wan 2.1 DiT)."""
@@ -225,9 +237,10 @@ class Pipeline:
             text.get(p)
         if config.cache is not None:  # edit() refuses causal families before this
             denoise = CausalDenoiser(self.bundle.model, text, config.cache, config.partition,
-                                     config.schedule.timesteps, self.dtype)
+                                     config.schedule.timesteps, self.dtype, backend=self.attention)
         else:
-            denoise = ModelDenoiser(self.bundle.model, text, cfg_scale, negative_prompt, self.dtype)
+            denoise = ModelDenoiser(self.bundle.model, text, cfg_scale, negative_prompt, self.dtype,
+                                    backend=self.attention, compiled=self.compile)
         stream = cls(denoise, self.bundle.codec, config, track, device=self.device, **extra)
         stream.check_prompt = text.get
         return stream
@@ -238,4 +251,4 @@ class Pipeline:
         d = dataclasses.asdict(self.bundle.defaults)
         return (f"{self.bundle.path or 'random model'}: {n / 1e6:.2f}M parameters, dim {c.dim}, {c.num_layers} layers; "
                 f"defaults {d['width']}x{d['height']} @ {d['fps']} fps, codec {d['codec']}; family {self.family.name}"
-                + ("; network torch.compiled" if getattr(self.bundle.model, "compile_enabled", False) else ""))
+                + ("; network torch.compiled" if self.compile else ""))

@@ -42,9 +42,9 @@ def test_frames_above_the_edit_level_stay_on_their_forward_process(tiny_pipeline
     assert es.strength == 0.5 and es.edit_m == 2  # N = 4 chunks, s = 1: a u grid of 1/4
     for _ in range(3):
         es.next_latent_chunk()
-        m = es._levels(es.buffer.micro)
+        m = es._frame_levels(es.buffer.micro)
         above = (m >= es.edit_m).nonzero().flatten()
-        sigma = (m[above].double() / es.grid).float().view(1, -1, 1, 1)
+        sigma = (m[above].double() / es.levels).float().view(1, -1, 1, 1)
         expected = (1 - sigma) * es.z[:, above] + sigma * es.eps[:, above]
         torch.testing.assert_close(es.buffer.latents[:, above], expected)
         assert bool(es.real[:2 * es.partition.chunk_frames].all())

@@ -163,8 +163,8 @@ def test_cross_kv_cache():
     model = randomise(WanDiT(TINY))
     x, t, context = inputs()
     ref = model(x, t, context)
-    assert torch.equal(model(x, t, context_kv=model.cross_kv(context)), ref)
-    one = model(x[:1].expand(2, -1, -1, -1, -1), t[:1].expand(2), context_kv=model.cross_kv(context[:1]))
+    assert torch.equal(model(x, t, cross_kv=model.cross_kv(context)), ref)
+    one = model(x[:1].expand(2, -1, -1, -1, -1), t[:1].expand(2), cross_kv=model.cross_kv(context[:1]))
     torch.testing.assert_close(one[1], ref[0], atol=2e-5, rtol=1e-5)
 
 

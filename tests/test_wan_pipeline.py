@@ -168,7 +168,7 @@ def test_prompt_node_clip_feeds_a_wan_model(files, scheduled):
     prompts = sys.modules["ComfyUI_StreamDiT_pack.nodes.prompts"]
     loader = sys.modules["ComfyUI_StreamDiT_pack.nodes.loader"]
     pipe = Pipeline.load(str(files / "wan_dit_comfy.safetensors"), decoder=str(files / "taew.pth"))
-    model = loader.LoadedModel(pipe, "tiny wan", ("tiny",), "auto")
+    model = loader.LoadedModel(pipe, "tiny wan", ("tiny",))
     spec = prompts.PromptSpec("0s: a cat walking\n0.5s: a dog walking", 0.0, "", 2.0, None)
     with pytest.raises(prompts.TextSourceError, match="no text encoder of its own.*Load CLIP.*wan"):
         prompts.text_pipeline(model, spec)
@@ -182,6 +182,57 @@ def test_prompt_node_clip_feeds_a_wan_model(files, scheduled):
     assert torch.equal(emb[:3], words("a cat walking")) and emb[3:].abs().sum() == 0 and emb.shape == (512, 32)
     again = prompts.text_pipeline(model, spec).stream(spec.schedule, width=48, height=32)
     assert clip.calls == 3 and again.take(1).shape[0] == 1  # cached per prompt across streams
-    toy = loader.LoadedModel(Pipeline.load("random:toy"), "toy", ("toy",), "auto")
+    toy = loader.LoadedModel(Pipeline.load("random:toy"), "toy", ("toy",))
     with pytest.raises(prompts.TextSourceError, match="has its own text encoder; disconnect the CLIP"):
         prompts.text_pipeline(toy, spec)
+
+
+def test_loaders_differing_in_kernel_compile_decoder_or_family_share_one_copy_of_the_weights(files):
+    import dataclasses
+    sys.path.insert(0, str(Path(__file__).parent))
+    from workflow_format import pack_input_types
+
+    pack_input_types()
+    loader = sys.modules["ComfyUI_StreamDiT_pack.nodes.loader"]
+    loader.clear_model_cache()
+    dit, vae, taew = (str(files / n) for n in ("wan_dit_comfy.safetensors", "wan_vae.safetensors", "taew.pth"))
+    a = loader.shared_pipeline(dit, "cpu", torch.float32, vae, None, None)
+    b = loader.shared_pipeline(dit, "cpu", torch.float32, taew, "self-forcing", None)  # same tensors, other family
+    storage = [p.data_ptr() for p in a.bundle.model.parameters()]
+    assert a.bundle.model is b.bundle.model and storage == [p.data_ptr() for p in b.bundle.model.parameters()]
+    # (the pack's own import of the engine: compare class names)
+    assert (type(a.bundle.codec).__name__, type(b.bundle.codec).__name__) == ("WanVAECodec", "TAEHVCodec")
+    assert (a.family.name, b.family.name) == ("wan", "self-forcing")
+    again = loader.shared_pipeline(dit, "cpu", torch.float32, vae, None, None)
+    assert again.bundle.codec is a.bundle.codec  # decoders are loaded once too
+    with pytest.raises(ValueError, match="no decoder of its own"):
+        loader.shared_pipeline(dit, "cpu", torch.float32, None, None, None)
+    other_dtype = loader.shared_pipeline(dit, "cpu", torch.bfloat16, vae, None, None)
+    assert other_dtype.bundle.model is not a.bundle.model  # what changes the weights gets its own copy
+
+    # attention kernel and compile are per stream: the shared module is never changed
+    text = ExternalTextEncoder(lambda p: torch.zeros(3, CFG.text_dim), CFG.text_dim, CFG.text_len)
+    fast = dataclasses.replace(a, attention="sdpa", compile=True).with_text_encoder(text)
+    plain = a.with_text_encoder(text)
+    s1, s2 = fast.stream("x", width=48, height=32), plain.stream("x", width=48, height=32)
+    assert s1.denoise.run == {"backend": "sdpa", "compiled": True} and s2.denoise.run == {"backend": "auto",
+                                                                                         "compiled": False}
+    model = a.bundle.model
+    assert model.attention_backend == "auto" and not model.compile_enabled
+
+
+def test_the_loader_node_shares_weights_between_kernels_and_compile():
+    sys.path.insert(0, str(Path(__file__).parent))
+    from workflow_format import pack_input_types
+
+    pack_input_types()
+    loader = sys.modules["ComfyUI_StreamDiT_pack.nodes.loader"]
+    loader.clear_model_cache()
+    node = loader.StreamDiTModelLoader()
+    (eager,) = node.load(loader.EMBEDDED, "cpu", "float32", "auto")
+    (compiled,) = node.load(loader.EMBEDDED, "cpu", "float32", "sdpa", compile=True)
+    assert compiled.pipeline.bundle.model is eager.pipeline.bundle.model
+    assert (eager.pipeline.attention, eager.pipeline.compile) == ("auto", False)
+    assert (compiled.pipeline.attention, compiled.pipeline.compile) == ("sdpa", True)
+    assert eager.identity == compiled.identity  # a stream continues when only the kernel changes
+    assert not eager.pipeline.bundle.model.compile_enabled

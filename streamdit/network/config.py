@@ -5,6 +5,10 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+import torch
+
+# weight precisions by name (command line and the loader node)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 @dataclass(frozen=True)
 class ModelConfig:

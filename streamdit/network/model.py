@@ -216,9 +216,10 @@ class WanDiT(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         cfg = self.config = config.validate()
-        self.attention_backend = "auto"
+        self.attention_backend = "auto"  # the default of calls that name no backend
         self.gradient_checkpointing = False
-        self._compiled: CompiledCore | None = None  # set by use_compile()
+        self._compiled: CompiledCore | None = None  # set by use_compile(): the default of calls that do not say
+        self._compiled_core: CompiledCore | None = None  # made on the first compiled call, shared by every caller
         dim, patch = cfg.dim, cfg.patch_size
         self.patch_embedding = nn.Conv3d(cfg.in_dim, dim, kernel_size=patch, stride=patch)
         self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"),
@@ -258,7 +259,7 @@ class WanDiT(nn.Module):
         return self.text_embedding(context.to(self.text_embedding[0].weight.dtype))
 
     def cross_kv(self, context: Tensor) -> CrossKV:
-        """Per-block cross-attention K/V for a context; pass to forward(context_kv=...) to reuse."""
+        """Per-block cross-attention K/V for a context; pass to forward(cross_kv=...) to reuse."""
         c = self.embed_text(context)
         return [block.cross_attn.kv(c) for block in self.blocks]
 
@@ -273,8 +274,13 @@ class WanDiT(nn.Module):
         x = x.reshape(x.shape[0], f, h, w, pt, ph, pw, -1)
         return x.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(x.shape[0], -1, f * pt, h * ph, w * pw)
 
-    def forward(self, x: Tensor, t: Tensor, context: Tensor | None = None, context_kv: CrossKV | None = None) -> Tensor:
-        """x [B, C, F, H, W], t [B] or [B, F], context [B, <=text_len, text_dim] -> v [B, out_dim, F, H, W] float32."""
+    def forward(self, x: Tensor, t: Tensor, context: Tensor | None = None, cross_kv: CrossKV | None = None, *,
+                backend: str | None = None, compiled: bool | None = None) -> Tensor:
+        """x [B, C, F, H, W], t [B] or [B, F], context [B, <=text_len, text_dim] -> v [B, out_dim, F, H, W] float32.
+
+        backend (attention kernel) and compiled (torch.compile) are choices of this call; None: the model's
+        defaults (attention_backend, use_compile). Callers that share one model choose per call, never by
+        setting the model."""
         b, pt = x.shape[0], self.config.patch_size
         if any(s % p for s, p in zip(x.shape[2:], pt)):
             raise ValueError(f"input frames/height/width {tuple(x.shape[2:])} are not multiples of patch_size {pt}")
@@ -283,24 +289,34 @@ class WanDiT(nn.Module):
         if t.ndim != 2 or t.shape[0] not in (1, b) or t.shape[1] not in (1, grid[0]):
             raise ValueError(f"t has shape {tuple(t.shape)}; expected [{b}] or [{b}, {grid[0]}] (one per token frame)")
         t = t.expand(b, grid[0])
-        if context_kv is None:
+        if cross_kv is None:
             if context is None:
-                raise ValueError("pass context [B, L, text_dim] or context_kv from model.cross_kv(context)")
-            context_kv = [self.embed_text(context)] * len(self.blocks)  # each block projects its own K/V
+                raise ValueError("pass context [B, L, text_dim] or cross_kv from model.cross_kv(context)")
+            cross_kv = [self.embed_text(context)] * len(self.blocks)  # embedded text: each block projects its K/V
 
         rope = rope_table(grid, self.config.head_dim, x.device, dtype=_rope_dtype(x))
         masks = [self.window_mask(grid, i) for i in range(len(self.blocks))]
-        return (self._compiled or self._run)(x, t, context_kv, rope, masks, grid)
+        return self._runner(compiled)(x, t, cross_kv, rope, masks, grid, backend or self.attention_backend)
 
-    def _run(self, x: Tensor, t: Tensor, context_kv: list, rope: tuple[Tensor, Tensor],
-             masks: list[WindowMask | Tensor | None], grid: tuple[int, int, int], cache=None) -> Tensor:
-        """The network proper on validated inputs (the part use_compile() hands to torch.compile); with a KV
-        cache (streamdit.sampling.causal.KVCache), each block's self-attention goes through its layer of the cache."""
+    def _runner(self, compiled: bool | None):
+        if compiled is None:
+            return self._compiled or self._run
+        if not compiled:
+            return self._run
+        if self._compiled_core is None:
+            self._compiled_core = self._compiled or CompiledCore(self._run, {"dynamic": False})
+        return self._compiled_core
+
+    def _run(self, x: Tensor, t: Tensor, contexts: list, rope: tuple[Tensor, Tensor],
+             masks: list[WindowMask | Tensor | None], grid: tuple[int, int, int], backend: str, cache=None) -> Tensor:
+        """The network proper on validated inputs (the part handed to torch.compile); with a KV cache
+        (streamdit.sampling.causal.KVCache), each block's self-attention goes through its layer of the cache.
+        contexts: per block, the cross-attention (k, v) from cross_kv() or the embedded text it projects itself."""
         x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)  # [B, L, dim]
         e = self.time_embedding(timestep_embedding(t, self.config.freq_dim))  # [B, F, dim] float32
         e0 = self.time_projection(e).unflatten(-1, (6, -1))  # [B, F, 6, dim]
-        for i, (block, kv, mask) in enumerate(zip(self.blocks, context_kv, masks)):
-            args = (x, e0, kv, rope, mask, self.attention_backend, None if cache is None else cache.layer(i))
+        for i, (block, kv, mask) in enumerate(zip(self.blocks, contexts, masks)):
+            args = (x, e0, kv, rope, mask, backend, None if cache is None else cache.layer(i))
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, *args, use_reentrant=False)
             else:
@@ -308,7 +324,8 @@ class WanDiT(nn.Module):
         return self.unpatchify(self.head(x, e), grid)
 
     @torch.no_grad()
-    def forward_cached(self, x: Tensor, t: Tensor, context: Tensor, cache, mask: Tensor | None = None) -> Tensor:
+    def forward_cached(self, x: Tensor, t: Tensor, context: Tensor, cache, mask: Tensor | None = None, *,
+                       backend: str | None = None) -> Tensor:
         """Causal streaming: x [1, C, F, H, W] (frames that follow the cached ones), t [1, F], context
         [1, <=text_len, text_dim] -> v [1, out_dim, F, H, W] float32.
 
@@ -324,10 +341,11 @@ class WanDiT(nn.Module):
             raise ValueError(f"input frames/height/width {tuple(x.shape[2:])} are not multiples of patch_size {pt}")
         grid = tuple(s // p for s, p in zip(x.shape[2:], pt))
         t = t.to(x.device).reshape(1, -1).expand(1, grid[0])
-        context_kv = [self.embed_text(context)] * len(self.blocks)
+        embedded = [self.embed_text(context)] * len(self.blocks)
         # not through rope_table's cache: the start moves every chunk, and at 832x480 each table is 2.4 MB
         rope = rope_table.__wrapped__(grid, self.config.head_dim, x.device, cache.plan.start, _rope_dtype(x))
-        return self._run(x, t, context_kv, rope, [mask] * len(self.blocks), grid, cache)
+        return self._run(x, t, embedded, rope, [mask] * len(self.blocks), grid, backend or self.attention_backend,
+                         cache)
 
     def use_compile(self, enabled: bool = True, **options) -> WanDiT:
         """Run the network through torch.compile (inductor) from the next call on (enabled=False: eager).
@@ -337,6 +355,7 @@ class WanDiT(nn.Module):
         fails (no C++ compiler, an unsupported backend) the model warns once and stays eager."""
         options.setdefault("dynamic", False)  # a stream uses few shapes: specialise each
         self._compiled = CompiledCore(self._run, options) if enabled else None
+        self._compiled_core = None
         return self
 
     @property

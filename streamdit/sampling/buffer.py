@@ -127,24 +127,26 @@ class StreamBuffer:
         return finished
 
     # -- starting --------------------------------------------------------------------------------
-    def cold_start(self, noise: torch.Tensor, velocity: VelocityFn,
+    def cold_start(self, x: torch.Tensor, velocity: VelocityFn,
                    callback: Callable[[int, int], None] | None = None,
-                   fresh: NoiseFn | None = None) -> torch.Tensor:
-        """Coherent start: one uniform pass of the whole buffer from noise, on the same u grid as
-        streaming (steps of 1/(s N)); chunk k takes its frames from the state at u = k/N.
+                   fresh: NoiseFn | None = None, level: int | None = None) -> torch.Tensor:
+        """Coherent start: one uniform pass of the whole buffer, on the same u grid as streaming (steps of
+        1/(s N)); chunk k takes its frames from the state at u = k/N.
 
+        x: every buffer frame at grid level `level` (u = level / (s N); default s N: x is pure noise). An
+        edit starts lower, from its source noised to the edit level; chunks above the start keep x.
         With K > 0 reference frames the pass runs to u = 0 for them; they are the first finished
         frames and are returned ([C, K, h, w], empty when K = 0) so the caller can emit them.
         """
         p = self.partition
         k, c, n, s = p.ref_frames, p.chunk_frames, p.chunks, p.micro_steps
-        if noise.shape[1] != p.buffer_frames:
-            raise ValueError(f"cold start noise has {noise.shape[1]} frames, the buffer holds {p.buffer_frames}")
-        x = noise.clone()
-        filled = noise.clone()  # chunk N (u = 1) is the noise itself
+        if x.shape[1] != p.buffer_frames:
+            raise ValueError(f"cold start latents have {x.shape[1]} frames, the buffer holds {p.buffer_frames}")
+        top = s * n if level is None else level
+        filled = x.clone()  # chunks at or above the start level (chunk N of a noise start: the noise itself)
         last = 0 if k > 0 else s  # grid index m: u = m / (s N); stop at u = 1/N unless refs need u = 0
-        total = s * n - last
-        for i, m in enumerate(range(s * n, last, -1)):
+        total = top - last
+        for i, m in enumerate(range(top, last, -1)):
             sigma = torch.full((p.buffer_frames,), self.schedule.sigma(m / (s * n)), dtype=torch.float64)
             sigma_next = torch.full_like(sigma, self.schedule.sigma((m - 1) / (s * n)))
             x = update(x, velocity(x, sigma), sigma, sigma_next, fresh)

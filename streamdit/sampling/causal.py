@@ -353,11 +353,11 @@ class CausalDenoiser:
     One per stream: it holds the stream's cache."""
 
     def __init__(self, model: nn.Module, text: EmbeddingCache, spec: CacheSpec, partition: Partition,
-                 timesteps: Callable[[Tensor], Tensor], dtype: torch.dtype | None = None):
+                 timesteps: Callable[[Tensor], Tensor], dtype: torch.dtype | None = None, backend: str | None = None):
         self.model, self.text, self.spec, self.partition = model, text, spec, partition
+        self.backend = backend  # attention kernel of this stream (None: the model's default)
         self.timesteps = timesteps
         self.dtype = dtype or next(model.parameters()).dtype
-        self.cfg_scale = 1.0  # guidance-distilled: one pass
         spec.kept_frames(partition)  # validate now, before any frame
         self.cache: KVCache | None = None
         self._saved: dict | None = None  # a restored cache, loaded once the frame size is known
@@ -383,8 +383,18 @@ class CausalDenoiser:
         cond = self.text.blend(weights).to(dev, self.dtype).unsqueeze(0)
         self.calls += 1
         out = self.model.forward_cached(x.to(dev, self.dtype).unsqueeze(0), t.to(dev).unsqueeze(0), cond, self.cache,
-                                        mask)
+                                        mask, backend=self.backend)
         return out[0].float()
+
+    def set_runtime(self, backend: str | None, compiled: bool | None) -> None:
+        """Attention kernel for later calls (the cached path runs eager: compiled is not used yet)."""
+        self.backend = backend
+
+    def set_guidance(self, cfg_scale: float, negative_prompt: str) -> None:
+        """Guidance-distilled families run one pass at cfg 1; anything else is refused."""
+        if float(cfg_scale) != 1.0:
+            raise ValueError("this model's family is guidance-distilled: it streams at cfg 1 (one pass per step); "
+                             "set cfg back to 1")
 
     @torch.no_grad()
     def __call__(self, x: Tensor, sigma: Tensor, weights: Weights) -> Tensor:

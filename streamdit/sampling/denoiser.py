@@ -43,11 +43,24 @@ class ModelDenoiser:
     """
 
     def __init__(self, model: nn.Module, text: EmbeddingCache, cfg_scale: float = 1.0,
-                 negative_prompt: str = "", dtype: torch.dtype | None = None):
+                 negative_prompt: str = "", dtype: torch.dtype | None = None, backend: str | None = None,
+                 compiled: bool | None = None):
         self.model, self.text = model, text
         self.cfg_scale, self.negative_prompt = float(cfg_scale), negative_prompt
         self.dtype = dtype or next(model.parameters()).dtype
+        # this stream's attention kernel and torch.compile choice (None: the model's defaults); the model itself,
+        # shared by every stream on it, is never changed
+        self.set_runtime(backend, compiled)
         self.calls = 0
+
+    def set_runtime(self, backend: str | None, compiled: bool | None) -> None:
+        """Attention kernel and torch.compile for later calls (same numbers up to the kernels' rounding)."""
+        self.run = {k: v for k, v in dict(backend=backend, compiled=compiled).items() if v is not None}
+
+    def set_guidance(self, cfg_scale: float, negative_prompt: str) -> None:
+        """From the next call on (the negative prompt's embedding is made, or refused, here)."""
+        self.text.get(negative_prompt)
+        self.cfg_scale, self.negative_prompt = float(cfg_scale), negative_prompt
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, weights: Weights) -> torch.Tensor:
@@ -57,9 +70,9 @@ class ModelDenoiser:
         xb = x.to(dev, self.dtype).unsqueeze(0)
         self.calls += 1
         if self.cfg_scale == 1.0:
-            return self.model(xb, t, cond.to(self.dtype))[0].float()
+            return self.model(xb, t, cond.to(self.dtype), **self.run)[0].float()
         neg = self.text.get(self.negative_prompt).to(dev).unsqueeze(0)
         # contiguous copies: stride-0 (expanded) batches take slow paths through the network (~15% here)
-        both = self.model(xb.repeat(2, 1, 1, 1, 1), t.repeat(2, 1), torch.cat([cond, neg]).to(self.dtype))
+        both = self.model(xb.repeat(2, 1, 1, 1, 1), t.repeat(2, 1), torch.cat([cond, neg]).to(self.dtype), **self.run)
         v_cond, v_neg = both.float().unbind(0)
         return v_neg + self.cfg_scale * (v_cond - v_neg)

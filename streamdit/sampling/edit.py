@@ -28,10 +28,6 @@ from .sources import FrameSource
 from .stream import Stream
 
 
-class SourceEnded(Exception):
-    """Internal: every source frame has been emitted."""
-
-
 class EditStream(Stream):
     """A Stream whose frames are the source frames edited toward the prompt. Length = the source's."""
 
@@ -47,9 +43,9 @@ class EditStream(Stream):
                              f"by {codec.temporal_factor}")
         if not 0 < strength <= 1:
             raise ValueError(f"strength={strength} must be in (0, 1]: 0.3 keeps most of the source, 1 ignores it")
-        self.grid = p.micro_steps * p.chunks
-        self.edit_m = min(self.grid, max(1, round(strength * self.grid)))
-        self.strength = self.edit_m / self.grid  # what is used: strength rounded onto the u grid
+        self.levels = p.micro_steps * p.chunks  # grid levels of u: u = m / levels
+        self.edit_m = min(self.levels, max(1, round(strength * self.levels)))
+        self.strength = self.edit_m / self.levels  # what is used: strength rounded onto the u grid
         self.lookahead = (not source.live) if lookahead is None else lookahead
         k_e = math.ceil(self.edit_m / p.micro_steps)
         self.pull_chunk = p.chunks if self.lookahead else k_e  # the chunk that reads real frames
@@ -91,18 +87,18 @@ class EditStream(Stream):
         return self._last.expand(-1, n, -1, -1).clone()
 
     # -- noise levels ------------------------------------------------------------------------------
-    def _levels(self, micro: int) -> torch.Tensor:
+    def _frame_levels(self, micro: int) -> torch.Tensor:
         """Grid index m (u = m / (s N)) of every buffer frame at micro step j."""
-        return (self.partition.frame_u(micro) * self.grid).round().long()
+        return (self.partition.frame_u(micro) * self.levels).round().long()
 
     def _forward(self, idx: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """x_u = (1 - sigma) z + sigma eps for buffer frames idx at grid levels m."""
-        sigma = self.buffer.schedule.sigmas(m.double() / self.grid).to(self.z.device, self.dtype).view(1, -1, 1, 1)
+        sigma = self.buffer.schedule.sigmas(m.double() / self.levels).to(self.z.device, self.dtype).view(1, -1, 1, 1)
         return (1 - sigma) * self.z[:, idx] + sigma * self.eps[:, idx]
 
     def _hold(self) -> None:
         """Put every frame at or above the edit level back on its forward process."""
-        m = self._levels(self.buffer.micro)
+        m = self._frame_levels(self.buffer.micro)
         idx = (m >= self.edit_m).nonzero().flatten()
         if idx.numel():
             lat = self.buffer.latents.clone()
@@ -110,9 +106,10 @@ class EditStream(Stream):
             self.buffer.latents = lat
 
     # -- the buffer --------------------------------------------------------------------------------
-    def _start(self) -> torch.Tensor:
+    def _fill(self) -> torch.Tensor:
+        """The cold start from the source noised to the edit level, down to 1/N like a generated stream's."""
         p = self.partition
-        c, n, s = p.chunk_frames, p.chunks, p.micro_steps
+        c, n = p.chunk_frames, p.chunks
         z, real = self._pull(self.pull_chunk * c)
         self.z = torch.cat([z, self._standin((n - self.pull_chunk) * c)], dim=1)
         self.real = torch.zeros(n * c, dtype=torch.bool)
@@ -120,24 +117,15 @@ class EditStream(Stream):
         self.eps = self._noise(n * c)
         every = torch.arange(n * c)
         x = self._forward(every, torch.full((n * c,), self.edit_m))
-        filled = x.clone()
-        # one uniform pass from the edit level down to 1/N; chunk k keeps the state at u = k/N
-        for m in range(self.edit_m, s, -1):
-            sigma = torch.full((n * c,), self.buffer.schedule.sigma(m / self.grid), dtype=torch.float64)
-            v = self._velocity(x, sigma)
-            x = x + (self.buffer.schedule.sigma((m - 1) / self.grid) - sigma[0].item()) * v.to(x.dtype)
-            if (m - 1) % s == 0 and (m - 1) // s >= 1:
-                lo = ((m - 1) // s - 1) * c
-                filled[:, lo:lo + c] = x[:, lo:lo + c]
-        self.buffer.latents, self.buffer.micro = filled, 0
+        self.buffer.cold_start(x, self._velocity, level=self.edit_m)
         self._hold()  # chunks above the edit level start on their forward process at their band top
-        return filled[:, :0]
+        return x[:, :0]
 
-    def next_latent_chunk(self) -> torch.Tensor:
+    def next_latent_chunk(self) -> torch.Tensor | None:
         if not self.buffer.started:
             self._start()
         if not bool(self.real.any()):
-            raise SourceEnded
+            return None  # every source frame has been emitted
         while not self.buffer.period_done:
             self.buffer.step(self._velocity)
             self._hold()
@@ -157,20 +145,6 @@ class EditStream(Stream):
         self._hold()  # chunks that just got real frames (or new stand-ins) move onto them
         self.latents_emitted += emit
         return finished[:, :emit]
-
-    def frames(self, max_frames: int | None = None):
-        """The edited frames, as they finish; stops after the source's last frame."""
-        remaining = max_frames
-        try:
-            for out in super().frames(max_frames):
-                remaining = None if remaining is None else remaining - out.shape[0]
-                yield out
-        except SourceEnded:
-            while self._pending and (remaining is None or remaining > 0):
-                out = self._take(remaining)
-                self.frames_emitted += out.shape[0]
-                remaining = None if remaining is None else remaining - out.shape[0]
-                yield out
 
     def state_dict(self) -> dict:
         raise NotImplementedError("an edit stream cannot be saved: its source (a file or a live feed) is not "

@@ -88,6 +88,7 @@ class Stream:
         self.latents_emitted = 0  # latent frames finished (handed to the decoder)
         self.frames_emitted = 0  # video frames handed to the caller
         self.calls = 0  # network calls so far
+        self.ended = False  # no more frames will come (an edit's source ran out)
         self.before_call: Callable[[], None] | None = None  # hook: progress, cancellation (may raise)
         self.check_prompt: Callable[[str], object] | None = None  # raises on a prompt the model cannot read
         self._pending: deque[torch.Tensor] = deque()  # decoded frames not yet handed out
@@ -118,6 +119,21 @@ class Stream:
             for _, prompt in events:
                 self.check_prompt(prompt)
         self.prompts.replace(events, self.clock)
+
+    def set_guidance(self, cfg_scale: float, negative_prompt: str = "") -> None:
+        """Change classifier-free guidance from the next network call on (a guidance-distilled causal family
+        refuses cfg != 1)."""
+        if self.check_prompt is not None:
+            self.check_prompt(negative_prompt)
+        self.denoise.set_guidance(cfg_scale, negative_prompt)
+
+    def set_runtime(self, attention: str | None = None, compile: bool | None = None) -> None:
+        """Attention kernel and torch.compile for later network calls (a pipeline's per-stream settings)."""
+        self.denoise.set_runtime(attention, compile)
+
+    def set_transition(self, seconds: float) -> None:
+        """Length of the blend between prompts for later prompt changes."""
+        self.prompts.transition_frames = float(seconds) * self.config.fps
 
     # -- denoising -------------------------------------------------------------------------------
     def _velocity(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -166,19 +182,24 @@ class Stream:
     def _start(self) -> torch.Tensor:
         state = self.generator.get_state()
         try:
-            noise = self._noise(self.partition.buffer_frames)  # one noise tensor for the whole buffer
-            if self.config.cold_start == "uniform":
-                return self.buffer.cold_start(noise, self._velocity, fresh=self._fresh)
-            if self.config.cold_start == "ramp":
-                return self.buffer.ramp_start(noise[:, :self.partition.chunk_frames])
-            return self.buffer.noise_start(noise)
+            return self._fill()
         except BaseException:
             self.generator.set_state(state)  # an interrupted start leaves the stream as new
             self.buffer.latents = None
             raise
 
-    def next_latent_chunk(self) -> torch.Tensor:
-        """Run network calls until the oldest chunk is clean; return it ([C, c, h, w]).
+    def _fill(self) -> torch.Tensor:
+        """Fill the empty buffer; return the frames finished by the start (K reference frames, or none)."""
+        noise = self._noise(self.partition.buffer_frames)  # one noise tensor for the whole buffer
+        if self.config.cold_start == "uniform":
+            return self.buffer.cold_start(noise, self._velocity, fresh=self._fresh)
+        if self.config.cold_start == "ramp":
+            return self.buffer.ramp_start(noise[:, :self.partition.chunk_frames])
+        return self.buffer.noise_start(noise)
+
+    def next_latent_chunk(self) -> torch.Tensor | None:
+        """Run network calls until the oldest chunk is clean; return it ([C, c, h, w]); None once the stream
+        has ended (an edit whose source has no frames left; a generated stream never ends).
 
         The first call starts the buffer; with K reference frames it returns those K first frames.
         """
@@ -220,12 +241,18 @@ class Stream:
                     remaining = None if remaining is None else remaining - out.shape[0]
                     yield out
                     continue
+                if self.ended and self._inflight is None:
+                    break  # everything made is handed out
                 covered = self._inflight is not None and remaining is not None and self._inflight[1] >= remaining
                 nxt = None
-                if not covered:
+                if not covered and not self.ended:
                     latent = self.next_latent_chunk()  # the previous chunk decodes meanwhile
-                    first = self.latents_emitted == latent.shape[1]
-                    nxt = (pool.submit(self.decoder.decode, latent), self.codec.video_frames(latent.shape[1], first))
+                    if latent is None:
+                        self.ended = True
+                    else:
+                        first = self.latents_emitted == latent.shape[1]
+                        nxt = (pool.submit(self.decoder.decode, latent),
+                               self.codec.video_frames(latent.shape[1], first))
                 self._resolve()
                 self._inflight = nxt
         finally:

@@ -97,9 +97,15 @@ def load_wan_bundle(path: str, decoder: str | Codec | None = None, *, device: to
         torch_file = os.path.isfile(path) and path.endswith((".pt", ".pth", ".bin", ".ckpt"))
         model, config, info = load_wan_dit(path, device, dtype, state_key=state_key if torch_file else None)
         bundle = Bundle(model, config, None, None, None, {"wan": {k: str(v) for k, v in info.items()}}, path)
+    return attach_decoder(bundle, decoder, device)
+
+
+def attach_decoder(bundle: Bundle, decoder: str | Codec | None, device: torch.device | str = "cpu") -> Bundle:
+    """bundle with `decoder` (a file, a Codec, or None for its own codec) and the stream defaults that go with it."""
     if decoder is not None:
         codec = load_decoder(decoder, device) if isinstance(decoder, (str, os.PathLike)) else decoder
         bundle.codec = codec.to(device)
+    path = bundle.path or "this model"
     if bundle.codec is None:
         raise ValueError(f"{path} has no decoder of its own: choose a Wan 2.1 VAE (wan_2.1_vae.safetensors) or a "
                          "TAEHV decoder (taew2_1.safetensors) to go with it")
