@@ -5,7 +5,8 @@ from pathlib import Path
 
 import torch
 
-from .io.video import VideoWriter, write_png
+from .io.png import write_png
+from .io.video import VideoWriter
 
 SHOWCASE = ("0s: a pig walking right on grass\n"
             "3s: a cat walking right on grass\n"

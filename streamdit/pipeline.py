@@ -12,7 +12,7 @@ from .codecs import build_codec
 from .io.checkpoint import Bundle, load_checkpoint
 from .network import attention
 from .network.config import get_preset
-from .network.text import TextEncoder, ToyTextEncoder, hashed_text_encoder
+from .network.text import TextEncoder, ToyTextEncoder, hashed_text_encoder, toy_vocabulary
 from .sampling.causal import CausalDenoiser
 from .sampling.denoiser import EmbeddingCache, ModelDenoiser
 from .sampling.families import FAMILIES, Family, get_family
@@ -35,15 +35,6 @@ def default_teacher_path() -> Path | None:
     return DEFAULT_TEACHER if DEFAULT_TEACHER.is_file() else None
 
 
-def toy_vocabulary() -> list[str]:
-    try:
-        from .toyworld import VOCABULARY
-        return list(VOCABULARY)
-    except ImportError:  # the toy world is optional for the engine
-        return ["a", "pig", "cat", "dog", "duck", "walking", "left", "right", "jumping", "on", "grass", "snow",
-                "by", "the", "sea", "at", "night"]
-
-
 def random_bundle(preset: str = "toy", seed: int = 0) -> Bundle:
     """A randomly initialised model of a preset (untrained: for tests, benchmarks and wiring)."""
     from .network.model import WanDiT
@@ -51,8 +42,7 @@ def random_bundle(preset: str = "toy", seed: int = 0) -> Bundle:
     p = get_preset(preset)
     torch.manual_seed(seed)
     model = WanDiT(p.model)
-    if hasattr(model, "init_weights"):
-        model.init_weights(seed)
+    model.init_weights(seed)
     try:
         codec = build_codec(p.stream.codec)  # the Wan presets get a full-size random Wan 2.1 VAE
     except ValueError:  # a codec kind without a built-in implementation

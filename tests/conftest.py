@@ -18,15 +18,13 @@ def tiny_bundle():
     from streamdit.io.checkpoint import Bundle
     from streamdit.network.config import ModelConfig, StreamDefaults
     from streamdit.network.model import WanDiT
-    from streamdit.network.text import ToyTextEncoder
-    from streamdit.pipeline import toy_vocabulary
+    from streamdit.network.text import ToyTextEncoder, toy_vocabulary
 
     torch.manual_seed(0)
     cfg = ModelConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=2, in_dim=12, out_dim=12, text_dim=16,
                       text_len=8, freq_dim=16)
     model = WanDiT(cfg)
-    if hasattr(model, "init_weights"):
-        model.init_weights(0)
+    model.init_weights(0)
     with torch.no_grad():  # Wan zero-inits the head; make every weight matter for the tests
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)

@@ -41,7 +41,7 @@ def test_generate_reports_bad_input_clearly(tmp_path):
 
 
 def test_demo_writes_video_and_frame_strip(tiny_bundle, tmp_path):
-    from streamdit.io.video import read_png
+    from streamdit.io.png import read_png
 
     model = tmp_path / "tiny.safetensors"
     b = tiny_bundle

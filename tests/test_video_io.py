@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from streamdit.io.png import PngDirWriter, read_png
 from streamdit.io.video import (
-    PngDirWriter,
     VideoWriter,
     ffmpeg_exe,
     iter_video,
     probe_video,
     read_metadata,
-    read_png,
     read_video,
     to_uint8,
 )

@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
 _WORD = re.compile(r"[a-z]+")
+# the toy world's caption words (streamdit.toyworld.VOCABULARY, kept equal by a test): the engine never
+# imports the toy world, so a random toy model reads them from here
+TOY_VOCABULARY = Path(__file__).resolve().parents[1] / "assets" / "toy-vocabulary.txt"
+
+
+def toy_vocabulary() -> list[str]:
+    """The 78 words of the toy world, the vocabulary of the toy text encoder."""
+    return TOY_VOCABULARY.read_text().split()
 
 
 class TextEncoder(nn.Module):

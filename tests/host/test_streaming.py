@@ -8,7 +8,8 @@ import torch
 from comfyhost import TEST_MODEL
 from graphs import stream_graph, with_inputs
 
-from streamdit.io.video import read_png, read_video
+from streamdit.io.png import read_png
+from streamdit.io.video import read_video
 
 FPS = 16
 
