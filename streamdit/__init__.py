@@ -1,8 +1,15 @@
 """StreamDiT: streaming video generation with a moving buffer of frames at rising noise levels.
 
+Layers (each imports only what is below it or beside it; tests/test_layers.py keeps it so):
+    pipeline.py, cli.py, demo.py  the front doors: load a model (io, wan), open streams (sampling), write files
+    sampling/   partition -> buffer -> stream (edit.py: over a source); denoiser, causal KV cache, prompts, families
+    io/, wan/   files: checkpoints, video, PNG, progress bars, plots; Wan 2.1 files in every published layout
+    network/, codecs/   the Wan 2.1 DiT, its attention kernels and text encoders; latents <-> frames
+    (train/, toyworld/, evaluation/: our toy model's training, data and judge; the layers above never import them)
+
 Public API (plain PyTorch, no ComfyUI):
     Pipeline.load(path) -> pipeline; pipeline.stream(prompt, ...) -> Stream
-    Stream.frames(n) yields [t, H, W, 3] frames; set_prompt / set_schedule; state_dict / load_state_dict
+    Stream.frames(n) yields [t, H, W, 3] frames; set_prompt / set_schedule / set_guidance; state_dict / load_state_dict
     Partition, Schedule, StreamBuffer: the band arithmetic; WanDiT: the network (Wan 2.1 names)
     save_checkpoint / load_checkpoint; parse_schedule; PRESETS / get_preset
 """

@@ -470,8 +470,8 @@ def longlive_reference(model, stream, context, log, recached: tuple[int, int] | 
     return checked
 
 
-@pytest.mark.parametrize("name,window,finished_chunks", [("longlive", None, 2), ("longlive", None, 6),
-                                                          ("self-forcing", 9, 1), ("self-forcing", 9, 4)])
+@pytest.mark.parametrize("name,window,finished_chunks",
+                         [("longlive", None, 2), ("longlive", None, 6), ("self-forcing", 9, 1), ("self-forcing", 9, 4)])
 def test_recache_equals_the_reference(name, window, finished_chunks):
     """A re-cache (forced here under the same prompt, so one reference covers every frame): with fewer than a
     window of frames everything is cached again, sink included; later the sink keeps its keys and only the

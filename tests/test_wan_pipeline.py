@@ -215,8 +215,8 @@ def test_loaders_differing_in_kernel_compile_decoder_or_family_share_one_copy_of
     fast = dataclasses.replace(a, attention="sdpa", compile=True).with_text_encoder(text)
     plain = a.with_text_encoder(text)
     s1, s2 = fast.stream("x", width=48, height=32), plain.stream("x", width=48, height=32)
-    assert s1.denoise.run == {"backend": "sdpa", "compiled": True} and s2.denoise.run == {"backend": "auto",
-                                                                                         "compiled": False}
+    assert s1.denoise.run == {"backend": "sdpa", "compiled": True}
+    assert s2.denoise.run == {"backend": "auto", "compiled": False}
     model = a.bundle.model
     assert model.attention_backend == "auto" and not model.compile_enabled
 

@@ -10,7 +10,8 @@ import torch
 
 from streamdit.demo import frame_strip
 from streamdit.pipeline import Pipeline
-from streamdit.video_io import read_video, write_png
+from streamdit.io.png import write_png
+from streamdit.io.video import read_video
 
 SOURCE = "workflows/media/pig_walking_right_on_grass.mp4"
 

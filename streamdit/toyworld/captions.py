@@ -117,8 +117,11 @@ def parse_caption(text: str) -> tuple[str | None, str | None, str]:
         if not _EMPTY_WORDS & set(words):
             raise ValueError(f"caption {text!r} names no animal (one of {ANIMALS})")
         return None, None, background
-    moves = {a for w in words for a in (("walking left",) if w == "left" else ("walking right",) if w == "right"
-                                       else ("jumping",) if w in _JUMP_WORDS else ())}
+    def action_of(w: str) -> tuple[str, ...]:
+        return ("walking left",) if w == "left" else ("walking right",) if w == "right" else (
+            ("jumping",) if w in _JUMP_WORDS else ())
+
+    moves = {a for w in words for a in action_of(w)}
     action = _one(moves, "action", text)
     if action is None:
         raise ValueError(f"caption {text!r} names no action (left, right or jumping)")

@@ -70,8 +70,8 @@ def test_prompt_edits_between_runs_change_the_running_stream(host, client):
 
 def test_seed_change_or_reset_starts_a_new_stream(client):
     base = stream_graph(seconds=0.5, stream_id="seeds")
-    runs = [client.run(g) for g in (base, base, with_inputs(base, "2", seed=2), with_inputs(base, "4", reset=True),
-                                   base)]
+    graphs = (base, base, with_inputs(base, "2", seed=2), with_inputs(base, "4", reset=True), base)
+    runs = [client.run(g) for g in graphs]
     infos = [preview_info(r) for r in runs]
     assert [i["new_stream"] for i in infos] == [True, False, True, True, False]
     assert [i["start_frame"] for i in infos] == [0, 8, 0, 0, 8]
