@@ -36,8 +36,7 @@ OTHER_PROMPT = "a corgi running through fresh snow"
 def build(config: ModelConfig, device: torch.device, dtype: torch.dtype, family: str, attention: str) -> Pipeline:
     """wan_fps.py's random model with TAEHV, streamed as `family`."""
     pipe = build_random(config, device, dtype, "taehv")
-    pipe.bundle.model.attention_backend = attention
-    return dataclasses.replace(pipe, family=get_family(family))
+    return dataclasses.replace(pipe, family=get_family(family), attention=attention)
 
 
 def sync(dev: torch.device) -> None:
@@ -162,7 +161,7 @@ def main() -> None:
         torch.set_num_threads(min(os.cpu_count() or 1, 2))
     pipe = build(config, dev, dtype, args.family, args.attention)
     if args.compile:
-        pipe.bundle.model.use_compile()
+        pipe = dataclasses.replace(pipe, compile=True)
     family = pipe.family
     window = args.window or family.window
     chunks = int(args.windows * window / family.chunk_frames)

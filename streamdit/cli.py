@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from .network.config import DTYPES
 
 
 def _prompt_text(args) -> str:
@@ -105,8 +105,9 @@ def _text_encoder(name: str, pipe):
 
 
 def cmd_generate(args) -> int:
+    from .io.png import PngDirWriter
     from .io.progress import Progress
-    from .io.video import PngDirWriter, VideoWriter
+    from .io.video import VideoWriter
 
     if not args.out and not args.frames_dir:
         raise SystemExit("error: give --out FILE.mp4 (or .webm) and/or --frames-dir DIR")
@@ -251,7 +252,7 @@ def cmd_edit(args) -> int:
               file=sys.stderr)
         print(f"edit: {args.input} ({source.length or '?'} frames @ {source.fps:g} fps) -> {cfg.width}x{cfg.height}, "
               f"strength {stream.strength:g} (asked {args.strength:g}; the partition's u grid is "
-              f"1/{stream.grid}), latency {stream.latency_frames} frames", file=sys.stderr)
+              f"1/{stream.levels}), latency {stream.latency_frames} frames", file=sys.stderr)
         start, done = time.perf_counter(), 0
         with VideoWriter(args.out, cfg.fps, metadata={"comment": f"streamdit edit: {_prompt_text(args)}"}) as w, \
                 Progress(source.length, desc="edit", unit="frame") as bar:
@@ -332,9 +333,9 @@ def cmd_finetune_wan(args) -> int:
     init = args.init
     if args.stage == "student" and init is None and config is None:
         init = str(Path(args.out).parent / "teacher" / "streamdit-wan-teacher.safetensors")
+    default_lr = 1e-5 if args.stage == "teacher" else 5e-6
     recipe = WanFinetune(data=args.data, out=args.out, stage=args.stage, init=init, config=config,
-                         steps=args.steps, lr=args.lr if args.lr is not None else (1e-5 if args.stage == "teacher"
-                                                                                  else 5e-6),
+                         steps=args.steps, lr=args.lr if args.lr is not None else default_lr,
                          batch=args.batch, precision=args.precision, checkpointing=not args.no_checkpointing,
                          parallel=args.parallel, checkpoint_every=args.checkpoint_every,
                          teacher_micro_steps=args.teacher_micro_steps, cfg_scale=args.cfg, chunks=args.chunks,
@@ -347,7 +348,7 @@ def cmd_finetune_wan(args) -> int:
 
 def cmd_train(args) -> int:
     from .train import distributed
-    from .train.recipe import ToyRecipe, run
+    from .train.toy import STAGES, ToyRecipe, run
 
     if args.preset != "toy":
         raise ValueError(f"the built-in recipe trains the 'toy' preset; for {args.preset!r} see docs/training.md "
@@ -365,10 +366,7 @@ def cmd_train(args) -> int:
     if args.teacher_steps:
         recipe.teacher_steps = args.teacher_steps
     recipe.override(args.set or [])
-    stages = tuple(args.stages.split(",")) if args.stages else ("autoencoder", "cache", "teacher", "student", "export")
-    unknown = set(stages) - {"autoencoder", "cache", "teacher", "student", "export"}
-    if unknown:
-        raise ValueError(f"unknown stages {sorted(unknown)}; use autoencoder,cache,teacher,student,export")
+    stages = tuple(args.stages.split(",")) if args.stages else STAGES
     written = run(recipe, stages, probe_every=args.probe_every)
     for role, path in written.items():
         print(f"{role}: {path}")
@@ -402,31 +400,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--long-seconds", type=float, default=60.0)
     e.add_argument("--change-streams", type=int, default=8)
     e.add_argument("--dev", action="store_true", help="judge on the dev seeds (held out too, never in the "
-                                                     "reported tables): for tuning choices without touching them")
+                                                      "reported tables): for tuning choices without touching them")
     e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_compile_arg(e, " (same scores to float rounding)")
     e.add_argument("--out", default="docs/eval.md")
     e.add_argument("--json", default="docs/eval.json")
     e.add_argument("--plot", default="docs/img/eval-models.png", help="bar chart of every model's scores ('' = none)")
     e.add_argument("--merge", action="append", help="an earlier run's --json file (repeat): its models join the "
-                                                     "tables unless measured again here; with no --model, nothing "
-                                                     "is measured and the tables are rewritten from these files")
+                                                    "tables unless measured again here; with no --model, nothing "
+                                                    "is measured and the tables are rewritten from these files")
     e.set_defaults(func=cmd_eval)
     ed = sub.add_parser("edit", help="edit a video toward a prompt in the moving buffer (e.g. a pig into a cat)")
     ed.add_argument("--input", required=True, help="source video (any format ffmpeg reads)")
     ed.add_argument("--prompt", help="target prompt or 'time: prompt' schedule")
     ed.add_argument("--prompt-file")
     ed.add_argument("--strength", type=float, default=0.75, help="how much to change: 0.3 keeps most, 1 ignores "
-                                                                   "the source (rounded onto the model's u grid)")
+                                                                 "the source (rounded onto the model's u grid)")
     ed.add_argument("--out", required=True)
     ed.add_argument("--seed", type=int, default=0)
     ed.add_argument("--cfg", type=float, default=1.0, help="guidance; 2 with --negative naming the source steers "
-                                                            "the edit away from it (two network passes per call)")
+                                                           "the edit away from it (two network passes per call)")
     ed.add_argument("--negative", default="", help="what the source shows, e.g. 'a pig walking right on grass'")
     ed.add_argument("--micro-steps", type=int)
     ed.add_argument("--transition", type=float, default=0.0)
     ed.add_argument("--live", action="store_true", help="read the source as late as possible (no lookahead): "
-                                                         "what a live feed does; lower latency")
+                                                        "what a live feed does; lower latency")
     ed.add_argument("--model")
     ed.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ed.add_argument("--dtype", choices=list(DTYPES), default=None)
@@ -441,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     ee.add_argument("--cfg", default="1", help="guidance scales to sweep, comma-separated (e.g. 1,2): above 1 the "
                                                "edit is steered away from --negative, at twice the network calls")
     ee.add_argument("--negative", default="source", help="negative prompt when cfg > 1; 'source': each source "
-                                                          "clip's own caption (what the video shows)")
+                                                         "clip's own caption (what the video shows)")
     ee.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_compile_arg(ee, " (same scores to float rounding)")
     ee.add_argument("--out", default="docs/edit-eval.md")
@@ -452,10 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
     ee.set_defaults(func=cmd_eval_edit)
     i = sub.add_parser("info", help="presets, attention backends and the default model")
     i.set_defaults(func=cmd_info)
+    from .train.toy import STAGES as TOY_STAGES
+
     t = sub.add_parser("train", help="train the toy model from scratch (resumes from OUT's checkpoints)")
     t.add_argument("preset", nargs="?", default="toy")
     t.add_argument("--out", default="runs/toy", help="run folder: checkpoints, logs, loss curves, exports")
-    t.add_argument("--stages", help="comma-separated subset of autoencoder,cache,teacher,student,export")
+    t.add_argument("--stages", help=f"comma-separated subset of {','.join(TOY_STAGES)} (student and export load a "
+                                    "finished teacher from OUT unless teacher is included)")
     t.add_argument("--teacher-steps", type=int, help="override the recipe's teacher steps")
     t.add_argument("--probe-every", type=int, default=1000, help="judge a few sampled clips every N teacher steps")
     t.add_argument("--quick", action="store_true", help="a few steps of every stage (smoke test)")

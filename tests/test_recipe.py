@@ -6,7 +6,7 @@ import torch
 
 from streamdit.codecs import AutoencoderCodec
 from streamdit.train.autoencoder import train_autoencoder
-from streamdit.train.recipe import ToyRecipe, frame_source, run
+from streamdit.train.toy import ToyRecipe, frame_source, run
 from streamdit.train.toydata import LatentClips
 
 
@@ -44,7 +44,7 @@ def test_quick_stages_write_codec_cache_and_crops(tmp_path):
 
 def test_quick_recipe_exports_student_teacher_and_baselines_that_stream(tmp_path):
     from streamdit.pipeline import Pipeline
-    from streamdit.train.recipe import ToyRecipe as R
+    from streamdit.train.toy import ToyRecipe as R
 
     out = run(R.quick(str(tmp_path / "main")))
     assert (tmp_path / "main" / "teacher-tune" / "checkpoint-0000002.pt").is_file()  # the tune stage ran
@@ -67,7 +67,7 @@ def test_quick_recipe_exports_student_teacher_and_baselines_that_stream(tmp_path
 def test_cache_with_sprite_masks_feeds_a_weighted_teacher_loss(tmp_path):
     from streamdit.sampling.partition import Schedule
     from streamdit.train.flow import flow_matching_loss
-    from streamdit.train.recipe import build_teacher, stage_autoencoder, stage_cache
+    from streamdit.train.toy import build_teacher, stage_autoencoder, stage_cache
 
     recipe = ToyRecipe.quick(str(tmp_path / "run"))
     recipe.sprite_weight_flow = 4.0
@@ -85,7 +85,7 @@ def test_cache_with_sprite_masks_feeds_a_weighted_teacher_loss(tmp_path):
 
 
 def test_appearing_clips_start_empty_show_their_animal_later_and_are_captioned_with_it(tmp_path):
-    from streamdit.train.recipe import merge_caches, stage_autoencoder, stage_cache
+    from streamdit.train.toy import merge_caches, stage_autoencoder, stage_cache
 
     recipe = ToyRecipe.quick(str(tmp_path / "run"))
     recipe.appear_clips = 3
@@ -111,7 +111,7 @@ def test_appearing_clips_start_empty_show_their_animal_later_and_are_captioned_w
 
 
 def test_recipe_overrides_and_a_changed_recipe_is_refused_on_resume(tmp_path):
-    from streamdit.train.recipe import _record
+    from streamdit.train.toy import record_stage
 
     recipe = ToyRecipe(out=str(tmp_path / "run")).override(["appear_clips=600", "distill-steps=800", "lr=3e-4"])
     assert (recipe.appear_clips, recipe.distill_steps, recipe.lr) == (600, 800, 3e-4)
@@ -122,7 +122,7 @@ def test_recipe_overrides_and_a_changed_recipe_is_refused_on_resume(tmp_path):
     with pytest.raises(ValueError, match="cold_start_teacher must be 'tuned' or 'untuned', got 'old'"):
         recipe.override(["cold_start_teacher=old"])
     (tmp_path / "run").mkdir()
-    _record(recipe, "cache", {"clips": 1})
+    record_stage(recipe, "cache", {"clips": 1})
     recipe.check_resumable()  # the same recipe resumes
     other = ToyRecipe(out=str(tmp_path / "run")).override(["appear_clips=600", "distill_steps=400", "lr=3e-4"])
     with pytest.raises(ValueError, match="distill_steps: 800 there, 400 now.*use a new --out"):

@@ -53,6 +53,11 @@ class TrainConfig:
         return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def checkpoint_path(out: str | Path, step: int) -> Path:
+    """The file Trainer.save writes at `step` in `out`; a finished run of N steps leaves checkpoint_path(out, N)."""
+    return Path(out) / f"checkpoint-{step:07d}.pt"
+
+
 class CheckpointError(RuntimeError):
     pass
 
@@ -159,7 +164,7 @@ class Trainer:
         if self.rank != 0:
             dist_utils.barrier()
             return None
-        path = self.out / f"checkpoint-{self.step:07d}.pt"
+        path = checkpoint_path(self.out, self.step)
         tmp = path.with_suffix(".tmp")
         torch.save(state, str(tmp))
         os.replace(tmp, path)
