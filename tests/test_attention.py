@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from streamdit import attention as attn
+from streamdit.network import attention as attn
 from streamdit.network.attention import WindowMask, attention, available_backends, resolve_backend
 
 

@@ -99,7 +99,8 @@ def reference_at(model, frames: list, context: torch.Tensor, vis: torch.Tensor) 
     mask = additive.repeat_interleave(FRAME_TOKENS, 0).repeat_interleave(FRAME_TOKENS, 1)
     ctx = [model.embed_text(context)] * len(model.blocks)
     with torch.no_grad():
-        return model._run(xs[None], t[None].float(), ctx, rope, [mask] * len(model.blocks), (len(frames), 2, 2))[0]
+        return model._run(xs[None], t[None].float(), ctx, rope, [mask] * len(model.blocks), (len(frames), 2, 2),
+                          model.attention_backend)[0]
 
 
 def check_against_reference(model, stream, partition, spec, atol=1e-6) -> int:
