@@ -15,10 +15,11 @@ PACK = Path(__file__).resolve().parents[1]
 EXAMPLE = "example: a pig walking right on grass"
 EXAMPLE_PATH = PACK / "workflows" / "media" / "pig_walking_right_on_grass.mp4"
 IMAGES = "(the images input)"
+VIDEO = "(the video input)"
 
 
 def source_choices() -> list[str]:
-    return [EXAMPLE, IMAGES] + host.input_videos()
+    return [EXAMPLE, IMAGES, VIDEO] + host.input_videos()
 
 
 def source_path(choice: str) -> str:
@@ -30,6 +31,17 @@ def source_path(choice: str) -> str:
         raise FileNotFoundError(f"source video {choice!r} is not in ComfyUI's input folder ({folder}); upload it "
                                 f"there or connect an IMAGE batch and choose {IMAGES!r}")
     return path
+
+
+def video_frame_source(video) -> FrameSource:
+    """A core VIDEO as a source: a file streams chunk by chunk, other videos give their frames at their rate."""
+    if video is None:
+        raise ValueError(f"source_video is {VIDEO!r} but nothing is connected to video: connect a VIDEO (e.g. core "
+                         "Load Video) or choose a source video")
+    path, components = host.video_source(video)
+    if path is not None:
+        return FrameSource.from_path(path)
+    return FrameSource.from_frames(components.images, float(components.frame_rate), name="video input")
 
 
 class StreamDiTVideoEdit:
@@ -49,8 +61,9 @@ class StreamDiTVideoEdit:
                 "model": ("STREAMDIT_MODEL", {"tooltip": "From StreamDiT Model Loader."}),
                 "prompt": ("STREAMDIT_PROMPT", {"tooltip": "What the video should show, e.g. 'a cat walking right "
                            "on grass'. A schedule works too (a cat first, a dog later)."}),
-                "source_video": (source_choices(), {"default": EXAMPLE, "tooltip": "A video from ComfyUI's input "
-                                 "folder, the bundled example, or the images input (e.g. from a video loader)."}),
+                "source_video": (source_choices(), {"default": EXAMPLE, "video_upload": True, "tooltip": "A video "
+                                 "from ComfyUI's input folder (upload one with the button), the bundled example, or "
+                                 "the video or images input (e.g. from Load Video or a video loader)."}),
                 "strength": ("FLOAT", {"default": 0.75, "min": 0.05, "max": 1.0, "step": 0.05, "tooltip":
                              "How much may change: low keeps more of the source, 1 ignores it. Rounded onto the "
                              "model's noise grid (steps of 1/8 for the embedded model). To change what the "
@@ -63,6 +76,8 @@ class StreamDiTVideoEdit:
             },
             "optional": {
                 "images": ("IMAGE", {"tooltip": "Source frames, when source_video is '(the images input)'."}),
+                "video": ("VIDEO", {"tooltip": "A source video (core Load Video), when source_video is "
+                                   "'(the video input)'; a file is read as it plays, chunk by chunk."}),
                 "settings": ("STREAMDIT_SETTINGS", {"tooltip": "Optional: size and partition (K must be 0); the "
                              "model's defaults otherwise."}),
             },
@@ -73,14 +88,16 @@ class StreamDiTVideoEdit:
     def IS_CHANGED(cls, **kwargs):
         return float("nan")  # every queue is a new edit
 
-    def edit(self, model, prompt, source_video, strength, seed, fps, images=None, settings=None, unique_id=None,
-             graph=None, extra_pnginfo=None):
+    def edit(self, model, prompt, source_video, strength, seed, fps, images=None, settings=None, video=None,
+             unique_id=None, graph=None, extra_pnginfo=None):
         pipe = text_pipeline(model, prompt)
         if source_video == IMAGES:
             if images is None:
                 raise ValueError(f"source_video is {IMAGES!r} but nothing is connected to images: connect an IMAGE "
                                  "batch (e.g. from Load Video) or choose a source video")
             source = FrameSource.from_frames(images, float(fps), name="images input")
+        elif source_video == VIDEO:
+            source = video_frame_source(video)
         else:
             source = FrameSource.from_path(source_path(source_video))
         kw = {}

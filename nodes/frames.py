@@ -9,9 +9,10 @@ class StreamDiTFramesToImage:
                    "any ComfyUI node can use them: Save Image, upscalers, other video nodes. Meant for short runs; "
                    "use Save Video for long ones.")
     CATEGORY = "StreamDiT"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("images",)
-    OUTPUT_TOOLTIPS = ("The frames of this run, [frames, height, width, 3] in 0..1 (8-bit precision).",)
+    RETURN_TYPES = ("IMAGE", "FLOAT")
+    RETURN_NAMES = ("images", "fps")
+    OUTPUT_TOOLTIPS = ("The frames of this run, [frames, height, width, 3] in 0..1 (8-bit precision).",
+                       "The stream's frame rate, e.g. for Create Video or a video combine node.")
     FUNCTION = "convert"
 
     @classmethod
@@ -19,4 +20,4 @@ class StreamDiTFramesToImage:
         return {"required": {"frames": (FRAMES_TYPE, {"tooltip": "From a StreamDiT Stream Sampler."})}}
 
     def convert(self, frames: StreamRun):
-        return (frames.read_frames(),)
+        return (frames.read_frames(), float(frames.fps))

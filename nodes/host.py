@@ -29,6 +29,11 @@ try:
 except ImportError:
     PromptServer = None
 
+try:  # core's VIDEO type (ComfyUI 2025 on; the March-2024 host has none)
+    from comfy_api.input_impl import VideoFromFile  # type: ignore
+except ImportError:
+    VideoFromFile = None
+
 MODEL_FOLDER = "streamdit"  # <ComfyUI>/models/streamdit, registered by the pack
 
 
@@ -261,3 +266,23 @@ def input_videos() -> list[str]:
         return []
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(VIDEO_EXTENSIONS)
                   and os.path.isfile(os.path.join(folder, f)))
+
+
+# -- video ---------------------------------------------------------------------------------------
+def has_video_type() -> bool:
+    """The host has core's VIDEO type (Load Video, Save Video, Create Video, ...)."""
+    return VideoFromFile is not None
+
+
+def video_from_file(path: str):
+    """A core VIDEO value for a file on disk."""
+    return VideoFromFile(path)
+
+
+def video_source(video) -> tuple[str | None, object | None]:
+    """A connected VIDEO: (its file path, None) when it reads a file, else (None, its components: images [T, H, W, 3]
+    and frame_rate)."""
+    source = video.get_stream_source() if hasattr(video, "get_stream_source") else None
+    if isinstance(source, (str, os.PathLike)):
+        return str(source), None
+    return None, video.get_components()

@@ -2,8 +2,9 @@
 
 One file per queued run, named like the core Save nodes (<prefix>_00001_.mp4); consecutive files of
 one stream join seamlessly, since each run continues the last. The writer is streamdit.io.video's
-VideoWriter: fragmented mp4 / clustered webm, so a cancelled run leaves a playable file. The
-workflow is embedded as JSON in the file's "comment" tag ({"prompt", "workflow", "streamdit"}).
+VideoWriter: fragmented mp4 / clustered webm, so a cancelled run leaves a playable file. The API
+prompt and the workflow are written as the "prompt" and "workflow" tags (JSON), as core's Save Video does,
+so dropping the file onto ComfyUI restores the graph; "comment" holds the stream position ({"streamdit": ...}).
 """
 from __future__ import annotations
 
@@ -25,6 +26,15 @@ def clean_prompt(graph: dict | None) -> dict | None:
     return {nid: {k: v for k, v in node.items() if k in keep} for nid, node in graph.items()}
 
 
+def video_metadata(run: StreamRun) -> dict[str, str]:
+    """The tags of a saved run: "prompt" and "workflow" as core ComfyUI writes them (JSON each; dropping the file
+    onto the frontend restores the graph), and our stream position in "comment"."""
+    position = {"stream_id": run.stream_id, "run": run.run_index, "start_frame": run.start_frame}
+    meta = {"prompt": clean_prompt(run.graph), "workflow": (run.extra_pnginfo or {}).get("workflow"),
+            "comment": {"streamdit": position}}
+    return {k: json.dumps(v, allow_nan=False) for k, v in meta.items() if v is not None}
+
+
 class VideoSink:
     """Appends each chunk to one video file."""
 
@@ -32,10 +42,8 @@ class VideoSink:
         ext, self.mime = FORMATS[fmt]
         folder, stem, counter, self.subfolder = host.save_path(prefix, run.width, run.height)
         self.filename = f"{stem}_{counter:05}_.{ext}"
-        meta = {"prompt": clean_prompt(run.graph), "workflow": (run.extra_pnginfo or {}).get("workflow"),
-                "streamdit": {"stream_id": run.stream_id, "run": run.run_index, "start_frame": run.start_frame}}
         self.writer = VideoWriter(os.path.join(folder, self.filename), run.fps, crf=crf or None,
-                                  metadata={"comment": json.dumps(meta, allow_nan=False)})
+                                  metadata=video_metadata(run))
 
     def write(self, frames, index: int, run: StreamRun) -> None:
         self.writer.write(frames)
@@ -62,9 +70,14 @@ def open_sink(run: StreamRun, node_id: str, inputs: dict) -> VideoSink | None:
 class StreamDiTSaveVideo:
     DESCRIPTION = ("Saves each run of the stream as a video file in ComfyUI's output folder, writing frames as "
                    "they are made (long streams never pile up in memory; a cancelled run still leaves a playable "
-                   "file). The workflow is embedded in the file's metadata.")
+                   "file). The workflow is embedded in the file's metadata: drop the file onto ComfyUI to get it "
+                   "back. Where ComfyUI has the VIDEO type, the saved file is also its video output.")
     CATEGORY = "StreamDiT"
-    RETURN_TYPES = ()
+    # the VIDEO output exists only where the host has the type (a March-2024 host would reject the link)
+    RETURN_TYPES = ("VIDEO",) if host.has_video_type() else ()
+    RETURN_NAMES = ("video",) if host.has_video_type() else ()
+    OUTPUT_TOOLTIPS = ("The saved file as a video, for core Save Video, Get Video Components and video nodes.",) \
+        if host.has_video_type() else ()
     OUTPUT_NODE = True
     FUNCTION = "save"
 
@@ -93,4 +106,8 @@ class StreamDiTSaveVideo:
             finally:
                 result = sink.close(True, frames)
         info = {**frames.info(), "streams_alive": registry.alive()}
-        return {"ui": {"videos": [result], "streamdit": [info]}}
+        out = {"ui": {"videos": [result], "streamdit": [info]}}
+        if self.RETURN_TYPES:
+            folder = host.output_directory()
+            out["result"] = (host.video_from_file(os.path.join(folder, result["subfolder"], result["filename"])),)
+        return out

@@ -134,7 +134,13 @@ def test_pyproject_is_a_valid_registry_entry():
     tomllib = pytest.importorskip("tomllib")
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert meta["project"]["name"] and meta["project"]["version"]
-    assert meta["tool"]["comfy"]["PublisherId"] and meta["tool"]["comfy"]["DisplayName"]
+    comfy = meta["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"]
+    # the ecosystem's registry ids; the folder users get (custom_nodes/<id>) never shadows the engine package
+    assert re.fullmatch(r"comfyui-[a-z0-9-]+", meta["project"]["name"]) and meta["project"]["name"] != "streamdit"
+    icon = re.fullmatch(r"https://raw\.githubusercontent\.com/[^/]+/[^/]+/main/(.+\.png)", comfy["Icon"])
+    assert icon and (ROOT / icon.group(1)).is_file(), "the Icon URL must point at a PNG committed in this repository"
+    assert re.fullmatch(r">=\d+\.\d+\.\d+", comfy["requires-comfyui"])
     names = [re.split(r"[<>=!~\[; ]", line.strip())[0].lower() for line in
              (ROOT / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert names and "torch" not in names and "torchvision" not in names, "requirements.txt must never pin torch"
@@ -154,3 +160,30 @@ def test_registry_evicts_idle_and_excess_streams(monkeypatch):
     assert list(registry._streams) == ["s1"]
     registry._streams["s1"].busy = False
     assert registry.free_all() == 1 and registry.alive() == 0
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "webm"])
+def test_saved_videos_carry_prompt_and_workflow_as_core_writes_them(fmt, tmp_path, monkeypatch):
+    """The frontend restores a graph from a video's "prompt"/"workflow" tags (core's Save Video writes those)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from streamdit.io.video import read_metadata, read_video
+
+    save, host = sys.modules["ComfyUI_StreamDiT_pack.nodes.save"], sys.modules["ComfyUI_StreamDiT_pack.nodes.host"]
+    monkeypatch.setattr(host, "output_directory", lambda: str(tmp_path))
+    prompt = {"4": {"class_type": "StreamDiTSampler", "inputs": {"seconds": 1.0}, "is_changed": [0.5]}}
+    workflow = {"nodes": [{"id": 4, "type": "StreamDiTSampler"}], "links": [], "version": 0.4}
+    run = SimpleNamespace(width=32, height=16, fps=8.0, graph=prompt, extra_pnginfo={"workflow": workflow},
+                          stream_id="default", run_index=2, start_frame=40)
+    sink = save.VideoSink(run, "StreamDiT/meta", fmt, 0)
+    frames = torch.rand(5, 16, 32, 3)
+    sink.write(frames, 40, run)
+    result = sink.close(True, run)
+    path = tmp_path / result["subfolder"] / result["filename"]
+    tags = read_metadata(path)  # through ffmpeg
+    assert json.loads(tags["prompt"]) == {"4": {"class_type": "StreamDiTSampler", "inputs": {"seconds": 1.0}}}
+    assert json.loads(tags["workflow"]) == workflow
+    assert json.loads(tags["comment"]) == {"streamdit": {"stream_id": "default", "run": 2, "start_frame": 40}}
+    assert read_video(path)[0].shape == (5, 16, 32, 3) and result["frames"] == 5

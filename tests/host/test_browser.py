@@ -64,3 +64,48 @@ def test_live_preview_plays_frames_during_the_run(host, page):
     assert samples[-1]["shown"] >= 60, samples[-1]["label"]
     assert "16 fps video" in samples[-1]["label"] and "streams alive: 1" in samples[-1]["label"]
     assert shot is not None and shot.stat().st_size > 10_000
+
+
+@pytest.mark.newest_host("the March-2024 frontend reads workflows from PNG files only")
+@pytest.mark.parametrize("fmt", ["mp4", "webm"])
+def test_a_saved_video_restores_its_workflow(host, client, page, fmt):
+    """Dropping a saved run onto the frontend gives back its graph (the frontend's own file loader)."""
+    prompt, ui = load_api("text_to_stream"), load_ui("text_to_stream")
+    prompt["6"]["inputs"].update(format=fmt, filename_prefix=f"restore/{fmt}")
+    prompt["4"]["inputs"].update(seconds=0.5, stream_id=f"restore-{fmt}")
+    run = client.run(prompt, extra_pnginfo={"workflow": ui})
+    assert run.status == "success", run.error()
+    (video,) = run.outputs["6"]["videos"]
+    page.eval("app.graph.clear()")
+    assert page.eval("app.graph._nodes.length") == 0
+    url = f"/view?filename={video['filename']}&subfolder={video['subfolder']}&type=output"
+    page.eval(f"fetch({json.dumps(url)}).then(r => r.blob()).then(b => app.handleFile("
+              f"new File([b], {json.dumps(video['filename'])}, {{type: {json.dumps(video['format'])}}})))")
+    page.wait_for("app.graph._nodes.length > 0", timeout=30)
+    restored = page.eval("app.graph._nodes.map(n => [n.id, n.type, n.widgets_values ?? null])")
+    assert sorted((i, t) for i, t, _ in restored) == sorted((n["id"], n["type"]) for n in ui["nodes"])
+    schedule = next(w for i, t, w in restored if t == "StreamDiTPromptSchedule")
+    assert schedule[0] == next(n for n in ui["nodes"] if n["type"] == "StreamDiTPromptSchedule")["widgets_values"][0]
+
+
+@pytest.mark.newest_host("subgraphs exist in the frontend from 2025")
+def test_live_preview_plays_inside_a_subgraph(host, page):
+    """Inside a subgraph the preview's execution id is a path ("12:5"); the player must still find its node."""
+    host.post("/streamdit/free")
+    ui = load_ui("text_to_stream")
+    page.eval(f"app.loadGraphData({json.dumps(ui)})")
+    page.wait_for(f"{PLAYER} && 1")
+    made = page.eval("(() => { const p = app.graph._nodes.find(n => n.type === 'StreamDiTLivePreview');"
+                     " const r = app.graph.convertToSubgraph(new Set([p]));"
+                     " const s = app.graph._nodes.find(n => n.subgraph);"
+                     " return {outer: s?.id, inner: s?.subgraph._nodes.map(n => [n.id, n.type]), root: "
+                     "app.graph._nodes.map(n => n.type)}; })()")
+    assert made["outer"] is not None and "StreamDiTLivePreview" not in made["root"], made
+    inner = "app.graph._nodes.find(n => n.subgraph).subgraph._nodes.find(n => n.type === 'StreamDiTLivePreview')"
+    api = page.eval("app.graphToPrompt().then(p => p.output)")
+    (preview_id,) = [k for k, v in api.items() if v["class_type"] == "StreamDiTLivePreview"]
+    assert ":" in preview_id  # an execution id inside the subgraph
+    page.eval("app.queuePrompt(0, 1)")
+    page.wait_for(f"{inner}.streamdit?.shown >= 24", timeout=90)
+    label = page.eval(f"{inner}.streamdit.label.textContent")
+    assert "16 fps video" in label

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from comfyhost import PACK_NAME
 from graphs import ROOT, load_api, load_ui, nodes_of
 
 from streamdit.io.video import probe_video, read_metadata, read_video
@@ -39,9 +40,9 @@ def test_bundled_workflow_runs_and_its_videos_decode(host, client, name):
             frames, fps = read_video(path)
             assert frames.shape == (expected, settings["height"], settings["width"], 3)
             assert video["frames"] == expected
-            comment = json.loads(read_metadata(path)["comment"])
-            assert comment["workflow"] == ui and comment["prompt"] == prompt
-            assert comment["streamdit"]["run"] == i + 1
+            tags = read_metadata(path)
+            assert json.loads(tags["workflow"]) == ui and json.loads(tags["prompt"]) == prompt  # as core writes them
+            assert json.loads(tags["comment"])["streamdit"]["run"] == i + 1
         for node in nodes_of(prompt, "StreamDiTLivePreview"):
             (info,) = run.outputs[node]["streamdit"]
             assert info["frames"] == expected and info["fps"] == settings["fps"]
@@ -60,8 +61,8 @@ def test_template_browser_lists_the_bundled_workflows(host):
         assert exc.code == 404
         pytest.skip("this host has no template browser (ComfyUI before 2024-12)")
     bundled = WORKFLOWS + ["pig_to_cat_edit", "wan2.1_1.3b_stream", "realtime_causal_stream"]
-    assert sorted(templates.get("ComfyUI-StreamDiT", [])) == sorted(bundled)
-    assert host.get("/api/workflow_templates/ComfyUI-StreamDiT/text_to_stream.json") == load_ui("text_to_stream")
+    assert sorted(templates.get(PACK_NAME, [])) == sorted(bundled)  # workflows/ only, one folder for both hosts
+    assert host.get(f"/api/workflow_templates/{PACK_NAME}/text_to_stream.json") == load_ui("text_to_stream")
 
 
 def test_bundled_pig_to_cat_workflow_edits_the_example_video(host, client):
@@ -73,7 +74,7 @@ def test_bundled_pig_to_cat_workflow_edits_the_example_video(host, client):
     frames, fps = read_video(path)
     assert frames.shape == source.shape and fps == src_fps == 16.0  # same length, size and frame rate
     assert video["frames"] == source.shape[0]
-    assert json.loads(read_metadata(path)["comment"])["prompt"]["3"]["class_type"] == "StreamDiTVideoEdit"
+    assert json.loads(read_metadata(path)["prompt"])["3"]["class_type"] == "StreamDiTVideoEdit"
 
 
 def test_pig_to_cat_workflow_runs_compiled_inside_the_host(host, client):

@@ -7,10 +7,18 @@ import { api } from "../../../scripts/api.js";
 const EVENT = "streamdit.frames";
 const MAX_LAG_SECONDS = 4.0; // drop queued frames beyond this, so the preview stays live
 
+// Events name the preview by its execution id. Inside a subgraph that is a path, "12:5": node 5 of the subgraph
+// that node 12 of the root graph stands for (how the frontend resolves its own previews' display ids).
 function findNode(id) {
-  const graph = app.graph;
-  if (!graph) return null;
-  return graph.getNodeById?.(Number(id)) ?? graph.getNodeById?.(id) ?? null;
+  let graph = app.rootGraph ?? app.graph;
+  let node = null;
+  for (const part of String(id).split(":")) {
+    if (!graph) return null;
+    node = graph.getNodeById?.(Number(part)) ?? graph.getNodeById?.(part) ?? null;
+    if (!node) return null;
+    graph = node.subgraph;
+  }
+  return node;
 }
 
 function statusText(s) {
