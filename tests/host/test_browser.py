@@ -109,3 +109,12 @@ def test_live_preview_plays_inside_a_subgraph(host, page):
     page.wait_for(f"{inner}.streamdit?.shown >= 24", timeout=90)
     label = page.eval(f"{inner}.streamdit.label.textContent")
     assert "16 fps video" in label
+
+
+@pytest.mark.parametrize("name", ["interactive_prompt_schedule", "pig_to_cat_edit"])
+def test_bundled_workflows_convert_to_their_api_twins_in_the_frontend(host, page, name):
+    """The frontend's widgets (Video Edit's source list has an upload button on the new one) keep every value."""
+    page.eval(f"app.loadGraphData({json.dumps(load_ui(name))})")
+    page.wait_for("app.graph._nodes.length > 0 && 1")
+    api = page.eval("app.graphToPrompt().then(p => p.output)")
+    assert {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()} == load_api(name)
