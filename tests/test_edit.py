@@ -54,8 +54,10 @@ def test_strength_is_rounded_onto_the_u_grid(tiny_pipeline):
     assert tiny_pipeline.edit(source(4), PROMPT, strength=0.6).strength == 0.5
     assert tiny_pipeline.edit(source(4), PROMPT, strength=0.6, micro_steps=4).strength == 10 / 16
     assert tiny_pipeline.edit(source(4), PROMPT, strength=0.01).strength == 0.25  # at least one step
-    with pytest.raises(ValueError, match=r"strength=0 must be in \(0, 1\]"):
-        tiny_pipeline.edit(source(4), PROMPT, strength=0)
+    assert tiny_pipeline.edit(source(4), PROMPT, strength=0).strength == 0  # the codec's round trip
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+            tiny_pipeline.edit(source(4), PROMPT, strength=bad)
 
 
 def test_other_sizes_are_resized_with_a_note_never_cropped(tiny_pipeline):

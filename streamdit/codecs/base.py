@@ -61,6 +61,21 @@ class Codec(nn.Module):
         """Video frames produced by a chunk of latent frames (first: the chunk that starts the stream)."""
         return latent_frames * self.temporal_factor
 
+    def latent_frames(self, video_frames: int) -> int:
+        """Latent frames an encoder gives for the first `video_frames` frames of a clip (complete groups only)."""
+        return video_frames // self.temporal_factor
+
+    def end_padding(self, video_frames: int) -> int:
+        """Frames to append after a clip of `video_frames` (repeating its last frame) so that its last group is
+        complete and the decode of its latents covers every one of its frames (the rest is trimmed)."""
+        pad = 0
+        while True:
+            n = video_frames + pad
+            complete = n == 0 or self.latent_frames(n) > self.latent_frames(n - 1)
+            if complete and self.video_frames(self.latent_frames(n), first=True) >= video_frames:
+                return pad
+            pad += 1
+
     def stream_decoder(self) -> StreamDecoder:
         raise NotImplementedError
 

@@ -69,6 +69,9 @@ class WanVAECodec(Codec):
             return 1 + self.temporal_factor * (latent_frames - 1)
         return self.temporal_factor * latent_frames
 
+    def latent_frames(self, video_frames: int) -> int:
+        return 0 if video_frames <= 0 else 1 + (video_frames - 1) // self.temporal_factor  # frame 0, then groups
+
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (-1,) + (1,) * (like.ndim - 1)
         mean = torch.tensor(self.latent_mean, dtype=like.dtype, device=like.device).view(shape)

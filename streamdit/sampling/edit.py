@@ -38,23 +38,24 @@ class EditStream(Stream):
         if p.ref_frames:
             raise ValueError(f"editing needs a partition without reference frames (K=0); this one has "
                              f"K={p.ref_frames}: set ref_frames to 0")
-        if codec.temporal_factor != 1:
-            raise ValueError("editing needs a per-frame codec (temporal factor 1); this codec compresses time "
-                             f"by {codec.temporal_factor}")
-        if not 0 < strength <= 1:
-            raise ValueError(f"strength={strength} must be in (0, 1]: 0.3 keeps most of the source, 1 ignores it")
+        if not 0 <= strength <= 1:
+            raise ValueError(f"strength={strength} must be in [0, 1]: 0.3 keeps most of the source, 1 ignores it "
+                             "(0 gives the source back through the codec)")
         self.levels = p.micro_steps * p.chunks  # grid levels of u: u = m / levels
-        self.edit_m = min(self.levels, max(1, round(strength * self.levels)))
+        self.edit_m = min(self.levels, max(1 if strength > 0 else 0, round(strength * self.levels)))
         self.strength = self.edit_m / self.levels  # what is used: strength rounded onto the u grid
         self.lookahead = (not source.live) if lookahead is None else lookahead
         k_e = math.ceil(self.edit_m / p.micro_steps)
-        self.pull_chunk = p.chunks if self.lookahead else k_e  # the chunk that reads real frames
+        self.pull_chunk = p.chunks if self.lookahead else max(1, k_e)  # the chunk that reads real frames
         self.source = source
         source.target = (config.height, config.width)
         self._frames = iter(source)
         self._encoder = codec.stream_encoder()
         self._latents: list[torch.Tensor] = []  # encoded source latents [C, 1, h, w] not yet in the buffer
         self._last: torch.Tensor | None = None  # the newest real source latent (stand-in for future frames)
+        self._last_frame: torch.Tensor | None = None  # the newest source frame (end padding repeats it)
+        self.source_frames = 0  # source frames read so far
+        self.padded_frames = 0  # frames appended after the source's last one to complete the codec's last group
         self.source_done = False
         self.z = self.eps = self.real = None  # per buffer frame: source latent, noise, is a real source frame
 
@@ -62,7 +63,7 @@ class EditStream(Stream):
     def latency_frames(self) -> int:
         """Source frames read beyond a frame before its edited version is handed out: the chunks down to
         the one that reads the source, plus one chunk because decoding overlaps the next network calls."""
-        return (self.pull_chunk + 1) * self.partition.chunk_frames
+        return (self.pull_chunk + 1) * self.partition.chunk_frames * self.codec.temporal_factor
 
     # -- the source --------------------------------------------------------------------------------
     def _pull(self, n: int) -> tuple[torch.Tensor, int]:
@@ -71,10 +72,11 @@ class EditStream(Stream):
             try:
                 frames = next(self._frames)
             except StopIteration:
-                self.source_done = True
+                self._end_of_source()
                 break
-            z = self._encoder.encode(frames.to(self.device)).to(self.device, self.dtype)
-            self._latents += list(z.split(1, dim=1))
+            self.source_frames += frames.shape[0]
+            self._last_frame = frames[-1:]
+            self._encode(frames)
         real = min(n, len(self._latents))
         taken, self._latents = self._latents[:real], self._latents[real:]
         if taken:
@@ -82,6 +84,19 @@ class EditStream(Stream):
         if self._last is None:
             raise ValueError(f"{self.source.name}: there are no source frames")
         return torch.cat(taken + [self._last] * (n - real), dim=1), real
+
+    def _encode(self, frames: torch.Tensor) -> None:
+        z = self._encoder.encode(frames.to(self.device)).to(self.device, self.dtype)
+        self._latents += list(z.split(1, dim=1))
+
+    def _end_of_source(self) -> None:
+        """A codec that packs frames in groups (the Wan VAE: frame 0, then fours) gets the last group completed by
+        repeating the last frame; the decoded extra frames are trimmed: the output has the source's length."""
+        self.source_done = True
+        self.padded_frames = self.codec.end_padding(self.source_frames) if self.source_frames else 0
+        if self.padded_frames:
+            self._encode(self._last_frame.expand(self.padded_frames, -1, -1, -1))
+        self.total_frames = self.source_frames
 
     def _standin(self, n: int) -> torch.Tensor:
         return self._last.expand(-1, n, -1, -1).clone()
@@ -126,6 +141,9 @@ class EditStream(Stream):
             self._start()
         if not bool(self.real.any()):
             return None  # every source frame has been emitted
+        if self.edit_m == 0:  # strength 0: every frame stays its source latent; no network call
+            self.buffer.micro = self.buffer.micro_steps
+            self._hold()
         while not self.buffer.period_done:
             self.buffer.step(self._velocity)
             self._hold()

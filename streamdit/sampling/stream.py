@@ -89,6 +89,7 @@ class Stream:
         self.frames_emitted = 0  # video frames handed to the caller
         self.calls = 0  # network calls so far
         self.ended = False  # no more frames will come (an edit's source ran out)
+        self.total_frames: int | None = None  # the stream's length once known (an edit: the source's frame count)
         self.before_call: Callable[[], None] | None = None  # hook: progress, cancellation (may raise)
         self.check_prompt: Callable[[str], object] | None = None  # raises on a prompt the model cannot read
         self._pending: deque[torch.Tensor] = deque()  # decoded frames not yet handed out
@@ -235,8 +236,13 @@ class Stream:
         pool = ThreadPoolExecutor(1, thread_name_prefix="streamdit-decode")
         try:
             while remaining is None or remaining > 0:
+                if self.total_frames is not None and self.frames_emitted >= self.total_frames:
+                    self.ended = True  # decoded frames past the end (a codec group's padding) are dropped
+                    self._pending.clear()
+                    break
                 if self._pending:
-                    out = self._take(remaining)
+                    left = None if self.total_frames is None else self.total_frames - self.frames_emitted
+                    out = self._take(remaining if left is None else left if remaining is None else min(remaining, left))
                     self.frames_emitted += out.shape[0]
                     remaining = None if remaining is None else remaining - out.shape[0]
                     yield out
