@@ -10,6 +10,7 @@ from . import host, registry
 from .consumers import SINKS
 from .prompts import text_identity, text_pipeline
 from .run import FRAMES_TYPE, StreamRun
+from .sampler import apply_live_changes
 
 PACK = Path(__file__).resolve().parents[1]
 EXAMPLE = "example: a pig walking right on grass"
@@ -78,6 +79,11 @@ class StreamDiTVideoEdit:
                 "images": ("IMAGE", {"tooltip": "Source frames, when source_video is '(the images input)'."}),
                 "video": ("VIDEO", {"tooltip": "A source video (core Load Video), when source_video is "
                                    "'(the video input)'; a file is read as it plays, chunk by chunk."}),
+                # after the links: saved workflows list widget values by position
+                "seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 3600.0, "step": 0.5, "tooltip":
+                            "Seconds of the source edited per queued run; queue again to continue the same edit "
+                            "where it stopped (auto-queue edits a long video run by run). 0 = the whole source "
+                            "in one run."}),
                 "settings": ("STREAMDIT_SETTINGS", {"tooltip": "Optional: size and partition (K must be 0); the "
                              "model's defaults otherwise."}),
             },
@@ -89,8 +95,35 @@ class StreamDiTVideoEdit:
         return float("nan")  # every queue is a new edit
 
     def edit(self, model, prompt, source_video, strength, seed, fps, images=None, settings=None, video=None,
-             unique_id=None, graph=None, extra_pnginfo=None):
+             seconds=0.0, unique_id=None, graph=None, extra_pnginfo=None):
         pipe = text_pipeline(model, prompt)
+        key = registry.stream_key(f"edit-{unique_id}", unique_id)
+        fingerprint = (model.identity, "edit", source_video, source_identity(source_video, images, video), strength,
+                       seed, text_identity(prompt), None if settings is None else settings.fingerprint())
+        entry = registry.get(key)
+        if float(seconds) > 0 and entry is not None and entry.fingerprint == fingerprint and not entry.stream.ended:
+            apply_live_changes(entry, prompt)  # a later run of the same edit: prompt edits apply from here on
+            entry.stream.set_runtime(model.pipeline.attention, model.pipeline.compile)
+            entry.cleanup()
+            new, stream = False, entry.stream
+        else:
+            stream = self._open(pipe, prompt, source_video, strength, seed, fps, images, settings, video)
+            entry = registry.Entry(key, stream, fingerprint, prompt.schedule)
+            registry.put(entry)
+            new = True
+            host.log.info("streamdit: editing %s at strength %g (asked %g), latency %d frames", stream.source.name,
+                          stream.strength, strength, stream.latency_frames)
+        entry.runs += 1
+        entry.touch()
+        source = stream.source
+        if float(seconds) > 0:  # the unit of a run: frames of the source (at the source's frame rate)
+            frames = max(1, round(float(seconds) * source.fps))
+        else:
+            frames = source.length or 10**9  # an unknown length ends with the source
+        return (StreamRun(entry, frames, unique_id, f"edit-{unique_id}", graph, extra_pnginfo, new, SINKS),)
+
+    @staticmethod
+    def _open(pipe, prompt, source_video, strength, seed, fps, images, settings, video):
         if source_video == IMAGES:
             if images is None:
                 raise ValueError(f"source_video is {IMAGES!r} but nothing is connected to images: connect an IMAGE "
@@ -103,14 +136,17 @@ class StreamDiTVideoEdit:
         kw = {}
         if settings is not None:
             kw = {k: v for k, v in settings.stream_kwargs().items() if k not in ("seed", "fps", "cold_start")}
-        stream = pipe.edit(source, prompt.schedule, strength=float(strength), seed=int(seed), cfg_scale=prompt.cfg,
-                           negative_prompt=prompt.negative_prompt, transition_seconds=prompt.transition_seconds, **kw)
-        key = registry.stream_key(f"edit-{unique_id}", unique_id)
-        fingerprint = (model.identity, "edit", source_video, strength, seed, text_identity(prompt))
-        entry = registry.Entry(key, stream, fingerprint, prompt.schedule)
-        registry.put(entry)
-        entry.runs += 1
-        frames = source.length or 10**9  # an unknown length ends with the source
-        host.log.info("streamdit: editing %s at strength %g (asked %g), latency %d frames", source.name,
-                      stream.strength, strength, stream.latency_frames)
-        return (StreamRun(entry, frames, unique_id, f"edit-{unique_id}", graph, extra_pnginfo, True, SINKS),)
+        return pipe.edit(source, prompt.schedule, strength=float(strength), seed=int(seed), cfg_scale=prompt.cfg,
+                         negative_prompt=prompt.negative_prompt, transition_seconds=prompt.transition_seconds, **kw)
+
+
+def source_identity(source_video: str, images, video):
+    """What makes two queued runs edit the same source: the file (and its modification time), or the connected
+    frames (shape and a checksum) or VIDEO (its file, or the object)."""
+    if source_video == IMAGES:
+        return None if images is None else (tuple(images.shape), float(images.double().sum()))
+    if source_video == VIDEO:
+        path = None if video is None else host.video_source_path(video)
+        return (path, os.path.getmtime(path)) if path and os.path.isfile(path) else id(video)
+    path = str(EXAMPLE_PATH) if source_video == EXAMPLE else os.path.join(host.input_directory() or "", source_video)
+    return (path, os.path.getmtime(path)) if os.path.isfile(path) else path

@@ -279,10 +279,14 @@ def video_from_file(path: str):
     return VideoFromFile(path)
 
 
+def video_source_path(video) -> str | None:
+    """The file a VIDEO reads, or None when it reads none (frames in memory, a byte buffer)."""
+    source = video.get_stream_source() if hasattr(video, "get_stream_source") else None
+    return str(source) if isinstance(source, (str, os.PathLike)) else None
+
+
 def video_source(video) -> tuple[str | None, object | None]:
     """A connected VIDEO: (its file path, None) when it reads a file, else (None, its components: images [T, H, W, 3]
     and frame_rate)."""
-    source = video.get_stream_source() if hasattr(video, "get_stream_source") else None
-    if isinstance(source, (str, os.PathLike)):
-        return str(source), None
-    return None, video.get_components()
+    path = video_source_path(video)
+    return (path, None) if path is not None else (None, video.get_components())

@@ -201,3 +201,26 @@ def test_realtime_causal_workflow_runs_with_tiny_stand_ins(host, client, wan_fil
     assert frames.shape == (round(fps), 32, 48, 3) and got_fps == fps and frames.std() > 0
     (preview,) = nodes_of(prompt, "StreamDiTLivePreview")
     assert run.outputs[preview]["streamdit"][0]["frames"] == round(fps)
+
+
+@pytest.mark.parametrize("decoder", ["vae"])
+def test_wan_edit_runs_in_the_host_and_continues_run_by_run(host, client, wan_files, decoder):
+    """Video Edit on a Wan file with the Wan VAE (frames packed 1 + 4k); seconds = 1: each queue edits the next
+    16 frames of the 64-frame source (the unit of a run: source frames at the source's rate)."""
+    graph = wan_graph(wan_files[decoder], "wan-edit", seconds=1.0)
+    del graph["4"]
+    graph["11"] = {"class_type": "StreamDiTVideoEdit",
+                   "inputs": {"model": ["1", 0], "prompt": ["3", 0], "settings": ["2", 0], "strength": 0.5,
+                              "source_video": "example: a pig walking right on grass", "seed": 0, "fps": 16.0,
+                              "seconds": 1.0}}
+    for node in ("5", "6"):
+        graph[node]["inputs"]["frames"] = ["11", 0]
+    starts = []
+    for _ in range(2):
+        run = client.run(graph)
+        assert run.status == "success", run.error()
+        frames, fps = video_of(host, run)
+        assert frames.shape == (16, 32, 48, 3) and fps == 16 and frames.std() > 0
+        (info,) = run.outputs["5"]["streamdit"]
+        starts.append((info["start_frame"], info["new_stream"]))
+    assert starts == [(0, True), (16, False)]  # the second queue continued the same edit

@@ -79,7 +79,7 @@ def test_bundled_workflow_twin_validates_against_the_newest_hosts_own_nodes(obje
 
 
 @pytest.mark.newest_host(WAN_IN_CORE)
-@pytest.mark.parametrize("name", ["wan2.1_1.3b_stream", "realtime_causal_stream"])
+@pytest.mark.parametrize("name", ["wan2.1_1.3b_stream", "realtime_causal_stream", "wan2.1_video_to_video"])
 def test_wan_workflows_pass_the_hosts_own_validation_but_for_their_weights_files(host, name):
     """Queued as bundled, the host's own validation refuses only the weights files this machine lacks: the pack's
     loader names them, and the core CLIPLoader's type 'wan' is accepted."""

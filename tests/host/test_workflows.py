@@ -10,7 +10,8 @@ from graphs import ROOT, load_api, load_ui, nodes_of
 from streamdit.io.video import probe_video, read_metadata, read_video
 
 WORKFLOWS = ["text_to_stream", "interactive_prompt_schedule"]
-# wan2.1_1.3b_stream and realtime_causal_stream name real weights: test_wan.py runs the causal one with tiny stand-ins
+# wan2.1_1.3b_stream, wan2.1_video_to_video and realtime_causal_stream name real weights: test_wan.py runs the
+# causal one and a Wan edit with tiny stand-ins
 
 
 def saved_videos(host, run, prompt) -> list:
@@ -60,7 +61,7 @@ def test_template_browser_lists_the_bundled_workflows(host):
     except urllib.error.HTTPError as exc:
         assert exc.code == 404
         pytest.skip("this host has no template browser (ComfyUI before 2024-12)")
-    bundled = WORKFLOWS + ["pig_to_cat_edit", "wan2.1_1.3b_stream", "realtime_causal_stream"]
+    bundled = WORKFLOWS + ["pig_to_cat_edit", "wan2.1_1.3b_stream", "realtime_causal_stream", "wan2.1_video_to_video"]
     assert sorted(templates.get(PACK_NAME, [])) == sorted(bundled)  # workflows/ only, one folder for both hosts
     assert host.get(f"/api/workflow_templates/{PACK_NAME}/text_to_stream.json") == load_ui("text_to_stream")
 
