@@ -202,16 +202,18 @@ class Pipeline:
         from .sampling.edit import EditStream
         from .sampling.sources import FrameSource
 
-        if self.family.causal:
-            raise ValueError(f"video editing with the causal family {self.family.name} is not supported yet; edit with "
-                             "a bidirectional model (family wan, or the embedded toy model)")
-
         if not isinstance(source, FrameSource):
             if isinstance(source, (str, Path)):
                 source = FrameSource.from_path(source)
             else:
                 source = FrameSource.from_frames(source, fps or self.bundle.defaults.fps)
-        config = self._config(seed=seed, fps=fps or source.fps, **kw)
+        if self.family.causal:  # the family's own sampler; strength picks the entry point in its step list
+            g = kw.get
+            config = self._causal_config(seed, g("width"), g("height"), fps or source.fps, g("buffer_frames"),
+                                         g("chunk_frames"), g("micro_steps"), g("ref_frames"), g("shift"), cfg_scale,
+                                         g("window"), g("sink"))
+        else:
+            config = self._config(seed=seed, fps=fps or source.fps, **kw)
         return self._open(EditStream, config, prompt, cfg_scale, negative_prompt, transition_seconds,
                           source=source, strength=strength, lookahead=lookahead)
 
@@ -225,7 +227,7 @@ class Pipeline:
         text = EmbeddingCache(self.bundle.text_encoder)
         for _, p in track.events + [(0.0, negative_prompt)]:
             text.get(p)
-        if config.cache is not None:  # edit() refuses causal families before this
+        if config.cache is not None:  # a causal family: its KV cache, one pass per step
             denoise = CausalDenoiser(self.bundle.model, text, config.cache, config.partition,
                                      config.schedule.timesteps, self.dtype, backend=self.attention)
         else:

@@ -115,3 +115,35 @@ def test_smallest_strength_keeps_every_latent_on_its_own_forward_process(wan_pip
     # x0 = z exactly for every latent: the edited video is the codec's round trip
     torch.testing.assert_close(out, roundtrip(wan_pipe.bundle.codec, frames, 14, config.partition.chunk_frames),
                                atol=1e-4, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def causal_pipe(wan_pipe):
+    import dataclasses
+
+    from streamdit.sampling.families import get_family
+    return dataclasses.replace(wan_pipe, family=get_family("self-forcing"))
+
+
+def test_causal_edit_at_strength_one_is_causal_generation_bit_for_bit(causal_pipe):
+    """Self-Forcing's sampler (one chunk, 4 listed steps, fresh noise, a KV cache): at strength 1 every chunk enters
+    as pure noise, so the edit is the generation, frame for frame."""
+    frames = clip(29)
+    edit = causal_pipe.edit(FrameSource.from_frames(frames, 16.0), "a cat", strength=1.0, seed=5)
+    gen = causal_pipe.stream("a cat", seed=5, width=W, height=H)
+    assert torch.equal(edit.take(29), gen.take(29))
+    assert edit.calls == gen.calls
+
+
+def test_causal_edit_strengths_are_the_step_list_entry_points(causal_pipe):
+    frames = clip(21, seed=2)
+    es = causal_pipe.edit(FrameSource.from_frames(frames, 16.0), "a dog", strength=0.6, seed=1)
+    assert es.allowed_strengths() == [0, 0.25, 0.5, 0.75, 1.0]  # t = 0, 250, 500, 750, 1000 of its list
+    assert es.strength == 0.5
+    out = es.take(40)
+    assert out.shape == frames.shape and es.ended
+    latents = es.latents_emitted
+    chunks = -(-latents // 3)
+    assert es.calls == chunks * 2 + (chunks - 1)  # two steps below the entry point per chunk, plus cache passes
+    with pytest.raises(ValueError, match="trained with micro_steps=4"):
+        causal_pipe.edit(FrameSource.from_frames(frames, 16.0), "a dog", strength=0.5, micro_steps=2)

@@ -38,6 +38,9 @@ class EditStream(Stream):
         if p.ref_frames:
             raise ValueError(f"editing needs a partition without reference frames (K=0); this one has "
                              f"K={p.ref_frames}: set ref_frames to 0")
+        if config.first_steps is not None:
+            raise ValueError("editing cannot use a family whose first chunk has a step list of its own (the 1- and "
+                             "2-step Causal Forcing++ models): edit with the family's 4-step model")
         if not 0 <= strength <= 1:
             raise ValueError(f"strength={strength} must be in [0, 1]: 0.3 keeps most of the source, 1 ignores it "
                              "(0 gives the source back through the codec)")
@@ -58,6 +61,11 @@ class EditStream(Stream):
         self.padded_frames = 0  # frames appended after the source's last one to complete the codec's last group
         self.source_done = False
         self.z = self.eps = self.real = None  # per buffer frame: source latent, noise, is a real source frame
+
+    def allowed_strengths(self) -> list[float]:
+        """The strengths this stream can edit at: the levels of its u grid (a causal family: the entry points of
+        its step list, strength m/s entering at the list's m-th noise level from clean)."""
+        return [m / self.levels for m in range(self.levels + 1)]
 
     @property
     def latency_frames(self) -> int:
@@ -144,14 +152,22 @@ class EditStream(Stream):
         if self.edit_m == 0:  # strength 0: every frame stays its source latent; no network call
             self.buffer.micro = self.buffer.micro_steps
             self._hold()
+        else:
+            self._commit()  # causal families: the last finished chunk into the KV cache
+            self._recache()
+            if self.partition.chunks == 1:  # one chunk: the steps above the edit level would all be held anyway
+                self.buffer.micro = self.levels - self.edit_m
+                self._hold()
         while not self.buffer.period_done:
-            self.buffer.step(self._velocity)
+            self.buffer.step(self._velocity, self._fresh)
             self._hold()
         p = self.partition
         c = p.chunk_frames
         eps = self._noise(c)
         finished = self.buffer.move(eps)  # the new chunk enters at u = 1, where x = eps
         emit = int(self.real[:c].sum())
+        if self.config.cache is not None and self.edit_m > 0:
+            self._uncommitted, self._uncommitted_weights = finished, self._last_weights
         self.eps = torch.cat([self.eps[:, c:], eps], dim=1)
         self.z = torch.cat([self.z[:, c:], self._standin(c)], dim=1)
         self.real = torch.cat([self.real[c:], torch.zeros(c, dtype=torch.bool)])
