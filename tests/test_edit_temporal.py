@@ -71,6 +71,35 @@ def test_strength_zero_is_the_codecs_streaming_round_trip_bit_for_bit(wan_pipe, 
     assert torch.equal(out, roundtrip(wan_pipe.bundle.codec, frames, n, es.partition.chunk_frames))
 
 
+def test_a_live_source_frame_by_frame_fills_groups_as_they_complete(wan_pipe):
+    """One frame per read: most reads complete no group (the encoder gives no latent yet)."""
+    frames = clip(10, seed=7)
+    live = FrameSource.from_iterable(iter(frames.split(1)), 16.0)
+    es = wan_pipe.edit(live, "a cat", strength=0, seed=1)
+    out = es.take(20)
+    assert out.shape == frames.shape and not es.lookahead
+    assert torch.equal(out, roundtrip(wan_pipe.bundle.codec, frames, 1, es.partition.chunk_frames))
+
+
+@pytest.mark.parametrize("n", [1, 4, 6, 9])
+def test_strength_zero_with_taehv_is_its_round_trip_and_keeps_the_length(wan_pipe, n):
+    """TAEHV groups frames 4g..4g+3 and its decoder drops 3 start-up frames: padding covers every source frame."""
+    import dataclasses
+
+    from streamdit.codecs.taehv import TAEHVCodec
+    codec = TAEHVCodec(4, [16, 8, 8, 8], encoder_width=8).eval()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in codec.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) / max(1, p[0].numel()) ** 0.5)
+    pipe = dataclasses.replace(wan_pipe, bundle=dataclasses.replace(wan_pipe.bundle, codec=codec))
+    frames = clip(n)
+    es = pipe.edit(FrameSource.from_frames(frames, 16.0), "a cat", strength=0, seed=1)
+    out = es.take(n + 8)
+    assert out.shape == frames.shape and es.padded_frames == codec.end_padding(n)
+    assert torch.equal(out, roundtrip(codec, frames, n, es.partition.chunk_frames))
+
+
 def test_wan_edit_keeps_length_and_changes_the_video(wan_pipe):
     frames = clip(11)
     es = wan_pipe.edit(FrameSource.from_frames(frames, 16.0), "a dog", strength=0.5, seed=0)

@@ -95,7 +95,8 @@ class EditStream(Stream):
 
     def _encode(self, frames: torch.Tensor) -> None:
         z = self._encoder.encode(frames.to(self.device)).to(self.device, self.dtype)
-        self._latents += list(z.split(1, dim=1))
+        if z.shape[1]:  # a codec that packs frames in groups gives nothing until a group is complete
+            self._latents += list(z.split(1, dim=1))
 
     def _end_of_source(self) -> None:
         """A codec that packs frames in groups (the Wan VAE: frame 0, then fours) gets the last group completed by
