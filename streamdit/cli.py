@@ -233,20 +233,59 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _edit_source(args):
+    """The edit's FrameSource: a video file, raw rgb24 frames on stdin ('-'), or a folder of numbered images
+    (live: read as it grows). Bad or missing --input-size / --input-fps say what to pass."""
+    from .io.live import parse_size
+    from .sampling.sources import FrameSource
+
+    fps = None
+    if args.input_fps is not None:
+        try:
+            fps = float(args.input_fps)
+        except ValueError:
+            fps = float("nan")
+        if not 0 < fps < float("inf"):
+            raise ValueError(f"--input-fps {args.input_fps!r} is not a frame rate: give the input's frames per "
+                             "second, e.g. --input-fps 30")
+    if args.queue_frames < 1:
+        raise ValueError(f"--queue-frames {args.queue_frames}: give at least 1 (frames held for the edit)")
+    if not args.stall_timeout > 0:
+        raise ValueError(f"--stall-timeout {args.stall_timeout:g}: give a number of seconds > 0, e.g. 10")
+    live = dict(when_behind=args.when_behind, queue_frames=args.queue_frames, stall_timeout=args.stall_timeout)
+    if args.input == "-":
+        missing = [o for o, v in (("--input-size WxH", args.input_size), ("--input-fps F", fps)) if v is None]
+        if missing:
+            raise ValueError("--input - reads raw rgb24 frames from stdin, which carry no size or frame rate: give "
+                             f"{' and '.join(missing)}, e.g. --input-size 640x480 --input-fps 30 (the size and rate "
+                             "of what you pipe in, e.g. ffmpeg ... -f rawvideo -pix_fmt rgb24 -)")
+        return FrameSource.from_stdin(*parse_size(args.input_size), fps, **live)
+    if args.input_size is not None:
+        raise ValueError("--input-size is for raw frames on stdin (--input -); a video file or an image folder "
+                         "has its own frame size")
+    if Path(args.input).is_dir():
+        if fps is None:
+            raise ValueError(f"--input {args.input} is a folder of images, which carry no frame rate: give "
+                             "--input-fps F, e.g. --input-fps 16")
+        return FrameSource.from_folder(args.input, fps, **live)
+    if fps is not None:
+        raise ValueError("--input-fps is for stdin (--input -) and image folders; a video file has its own rate")
+    return FrameSource.from_path(args.input)
+
+
 def cmd_edit(args) -> int:
     from .io.progress import Progress
     from .io.video import VideoWriter
     from .pipeline import Pipeline
-    from .sampling.sources import FrameSource
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        source = _edit_source(args)  # before the model: a bad input fails fast, and stdin is read from now on
         pipe = Pipeline.load(args.model, device=args.device, dtype=DTYPES.get(args.dtype),
                              attention_backend=args.attention, compile=args.compile)
-        source = FrameSource.from_path(args.input)
         stream = pipe.edit(source, _prompt_text(args), strength=args.strength, seed=args.seed,
                            cfg_scale=args.cfg, negative_prompt=args.negative, micro_steps=args.micro_steps,
-                           lookahead=not args.live, transition_seconds=args.transition)
+                           lookahead=not (args.live or source.live), transition_seconds=args.transition)
         cfg = stream.config
         print(f"model: {pipe.describe()}" + ("  [UNTRAINED: random weights]" if pipe.untrained else ""),
               file=sys.stderr)
@@ -411,7 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "is measured and the tables are rewritten from these files")
     e.set_defaults(func=cmd_eval)
     ed = sub.add_parser("edit", help="edit a video toward a prompt in the moving buffer (e.g. a pig into a cat)")
-    ed.add_argument("--input", required=True, help="source video (any format ffmpeg reads)")
+    from .io.live import QUEUE_FRAMES, STALL_TIMEOUT, WHEN_BEHIND
+
+    ed.add_argument("--input", required=True, help="source: a video file (any format ffmpeg reads); '-' for raw "
+                    "rgb24 frames on stdin (with --input-size, --input-fps); or a folder of numbered png/jpg "
+                    "frames, read in numeric order as it grows (with --input-fps); see docs/editing.md")
     ed.add_argument("--prompt", help="target prompt or 'time: prompt' schedule")
     ed.add_argument("--prompt-file")
     ed.add_argument("--strength", type=float, default=0.75, help="how much to change: 0.3 keeps most, 1 ignores "
@@ -424,7 +467,20 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--micro-steps", type=int)
     ed.add_argument("--transition", type=float, default=0.0)
     ed.add_argument("--live", action="store_true", help="read the source as late as possible (no lookahead): "
-                                                        "what a live feed does; lower latency")
+                                                        "what a live feed does; lower latency (always on for "
+                                                        "stdin and folders)")
+    ed.add_argument("--input-size", metavar="WxH", help="--input -: size of the raw rgb24 frames, e.g. 640x480")
+    ed.add_argument("--input-fps", metavar="F", help="--input - or a folder: frames per second of the input "
+                                                     "(the output keeps it)")
+    ed.add_argument("--when-behind", choices=WHEN_BEHIND, default="throttle",
+                    help="stdin or a folder arriving faster than the edit runs: throttle = stop reading until the "
+                         "edit catches up (the writer waits; nothing lost); drop = keep the newest "
+                         "--queue-frames frames, drop (and count) older ones")
+    ed.add_argument("--queue-frames", type=int, default=QUEUE_FRAMES,
+                    help="stdin or a folder: most input frames waiting for the edit (the memory bound)")
+    ed.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT, metavar="SECONDS",
+                    help="stdin or a folder: when no frame comes for this long, the input ends there (the output "
+                         "is finalised as at the end of a file)")
     ed.add_argument("--model")
     ed.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ed.add_argument("--dtype", choices=list(DTYPES), default=None)

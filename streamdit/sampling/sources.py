@@ -1,5 +1,7 @@
 """Source frames for video-to-video editing, one interface for a video file, a batch of frames, or a live
-generator (anything iterable that yields frames as they happen, like a webcam).
+generator (anything iterable that yields frames as they happen, like a webcam): raw frames on a pipe
+(from_stdin) and a folder of numbered images that grows while it is read (from_folder) are live readers with
+bounded buffering (streamdit/io/live.py).
 
 A FrameSource yields float32 [t, H, W, 3] chunks in [0, 1] at the model's size: frames of another size
 are resized (never cropped) with a note saying so.
@@ -48,6 +50,7 @@ class FrameSource:
                  name: str = "source"):
         self._chunks, self.fps, self.length, self.live, self.name = chunks, float(fps), length, live, name
         self.size: tuple[int, int] | None = None  # (H, W) of the source, known after the first frame
+        self.reader = None  # a live reader (RawFrameReader, FolderReader): its counts (delivered, dropped, ...)
         self.target: tuple[int, int] | None = None
 
     @classmethod
@@ -89,6 +92,47 @@ class FrameSource:
     def from_iterable(cls, frames: Iterable, fps: float, name: str = "live source") -> FrameSource:
         """A live source: frames (or chunks of frames) are pulled only when the stream needs them."""
         return cls(frames, fps, live=True, name=name)
+
+    @classmethod
+    def from_stdin(cls, width: int, height: int, fps: float, *, stream=None, when_behind: str = "throttle",
+                   queue_frames: int | None = None, stall_timeout: float | None = None, clock=None,
+                   name: str = "stdin") -> FrameSource:
+        """A live source of raw rgb24 frames (width x height) on stdin, or on ``stream`` (anything with read(n),
+        or a file descriptor). ``when_behind``: "throttle" (backpressure, nothing lost) or "drop" (the newest
+        ``queue_frames`` frames wait, older ones are dropped); the input ends at the end of the stream or after
+        ``stall_timeout`` seconds without a frame. See streamdit/io/live.py for the bounds."""
+        from ..io import live
+
+        if not fps > 0:
+            raise SourceError(f"{name}: fps={fps} must be > 0 (raw frames carry no frame rate: give it)")
+        reader = live.RawFrameReader(stream, width, height, when_behind=when_behind,
+                                     queue_frames=live.QUEUE_FRAMES if queue_frames is None else queue_frames,
+                                     stall_timeout=live.STALL_TIMEOUT if stall_timeout is None else stall_timeout,
+                                     clock=clock, name=name)
+        return cls._live(reader, fps, name)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, fps: float, *, when_behind: str = "throttle",
+                    queue_frames: int | None = None, stall_timeout: float | None = None, settle: float | None = None,
+                    clock=None) -> FrameSource:
+        """A live source of the numbered images (png, jpg) of a folder that may still be growing, read in numeric
+        order as files complete; ends after ``stall_timeout`` seconds without a new file. See
+        streamdit/io/live.py (FolderReader) for when a file counts as complete."""
+        from ..io import live
+
+        if not fps > 0:
+            raise SourceError(f"{folder}: fps={fps} must be > 0 (images carry no frame rate: give it)")
+        reader = live.FolderReader(folder, when_behind=when_behind,
+                                   queue_frames=live.QUEUE_FRAMES if queue_frames is None else queue_frames,
+                                   stall_timeout=live.STALL_TIMEOUT if stall_timeout is None else stall_timeout,
+                                   settle=live.SETTLE_SECONDS if settle is None else settle, clock=clock)
+        return cls._live(reader, fps, reader.name)
+
+    @classmethod
+    def _live(cls, reader, fps: float, name: str) -> FrameSource:
+        source = cls(reader, fps, live=True, name=name)
+        source.reader = reader
+        return source
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         """Chunks [t, H, W, 3] at the target size (set by the stream); a size change mid-way is an error."""
