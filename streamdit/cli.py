@@ -27,14 +27,8 @@ def add_compile_arg(p: argparse.ArgumentParser, note: str = "") -> None:
                    "on a 2-core CPU, seconds once cached on disk), then about 1.4x faster; eager if it fails" + note)
 
 
-def add_stream_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prompt", help="a prompt, or 'time: prompt' lines (e.g. '0s: a pig walking right on grass')")
-    p.add_argument("--prompt-file", help="read the prompt or schedule from a file")
-    p.add_argument("--negative", default="", help="negative prompt for classifier-free guidance")
-    p.add_argument("--cfg", type=float, default=1.0, help="guidance scale (1 = off, one network pass per call)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", help="checkpoint (.safetensors); default: the embedded model; 'random:<preset>' "
-                                   "for an untrained model of a preset; a Wan 2.1 file (any layout, .pt too)")
+def add_model_file_args(p: argparse.ArgumentParser) -> None:
+    """How a model file is read: its family, a LoRA, a decoder and a text encoder (Wan files)."""
     p.add_argument("--family", help="how a Wan-architecture file streams: wan (bidirectional buffer), self-forcing, "
                                     "causvid, causal-forcing, causal-forcing-frame, rolling-forcing, longlive (see "
                                     "'info'); default: the file's own (our metadata) or wan")
@@ -46,6 +40,33 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
                                           "umT5 file (umt5_xxl_fp16.safetensors or umt5_xxl_fp8_e4m3fn_scaled."
                                           "safetensors, with its tokenizer inside), or 'hashed': a deterministic "
                                           "stand-in of the right width (smoke runs without umT5 weights)")
+
+
+def load_pipeline(args):
+    """The model of --model with --decoder, --family, --lora and --text-encoder; load notes printed."""
+    from .pipeline import Pipeline
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe = Pipeline.load(args.model, decoder=args.decoder, device=args.device, dtype=DTYPES.get(args.dtype),
+                             attention_backend=args.attention, compile=args.compile, family=args.family,
+                             lora=args.lora)
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+    if args.text_encoder is not None:
+        pipe = pipe.with_text_encoder(_text_encoder(args.text_encoder, pipe))
+    return pipe
+
+
+def add_stream_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prompt", help="a prompt, or 'time: prompt' lines (e.g. '0s: a pig walking right on grass')")
+    p.add_argument("--prompt-file", help="read the prompt or schedule from a file")
+    p.add_argument("--negative", default="", help="negative prompt for classifier-free guidance")
+    p.add_argument("--cfg", type=float, default=1.0, help="guidance scale (1 = off, one network pass per call)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="checkpoint (.safetensors); default: the embedded model; 'random:<preset>' "
+                                   "for an untrained model of a preset; a Wan 2.1 file (any layout, .pt too)")
+    add_model_file_args(p)
     p.add_argument("--recache", action=argparse.BooleanOptionalAction, default=None,
                    help="causal families: on a prompt change, re-run the cached frames under the new prompt "
                         "(LongLive's re-cache; its default) or only switch the cross-attention (the others' default)")
@@ -69,17 +90,7 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
 
 
 def open_stream(args):
-    from .pipeline import Pipeline
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        pipe = Pipeline.load(args.model, decoder=args.decoder, device=args.device, dtype=DTYPES.get(args.dtype),
-                             attention_backend=args.attention, compile=args.compile, family=args.family,
-                             lora=args.lora)
-    for w in caught:
-        print(f"note: {w.message}", file=sys.stderr)
-    if args.text_encoder is not None:
-        pipe = pipe.with_text_encoder(_text_encoder(args.text_encoder, pipe))
+    pipe = load_pipeline(args)
     stream = pipe.stream(_prompt_text(args), seed=args.seed, width=args.width, height=args.height, fps=args.fps,
                          buffer_frames=args.buffer_frames, chunk_frames=args.chunk_frames,
                          micro_steps=args.micro_steps, ref_frames=args.ref_frames, shift=args.shift,
@@ -276,22 +287,23 @@ def _edit_source(args):
 def cmd_edit(args) -> int:
     from .io.progress import Progress
     from .io.video import VideoWriter
-    from .pipeline import Pipeline
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         source = _edit_source(args)  # before the model: a bad input fails fast, and stdin is read from now on
-        pipe = Pipeline.load(args.model, device=args.device, dtype=DTYPES.get(args.dtype),
-                             attention_backend=args.attention, compile=args.compile)
+        pipe = load_pipeline(args)
+        size = {k: getattr(args, k) for k in ("width", "height", "buffer_frames", "chunk_frames")
+                if getattr(args, k) is not None}
         stream = pipe.edit(source, _prompt_text(args), strength=args.strength, seed=args.seed,
                            cfg_scale=args.cfg, negative_prompt=args.negative, micro_steps=args.micro_steps,
-                           lookahead=not (args.live or source.live), transition_seconds=args.transition)
+                           lookahead=not (args.live or source.live), transition_seconds=args.transition, **size)
         cfg = stream.config
         print(f"model: {pipe.describe()}" + ("  [UNTRAINED: random weights]" if pipe.untrained else ""),
               file=sys.stderr)
         print(f"edit: {args.input} ({source.length or '?'} frames @ {source.fps:g} fps) -> {cfg.width}x{cfg.height}, "
-              f"strength {stream.strength:g} (asked {args.strength:g}; the partition's u grid is "
-              f"1/{stream.levels}), latency {stream.latency_frames} frames", file=sys.stderr)
+              f"strength {stream.strength:g} (asked {args.strength:g}; allowed: "
+              f"{', '.join(f'{x:g}' for x in stream.allowed_strengths())}), latency {stream.latency_frames} frames"
+              + (f", family {pipe.family.name}" if pipe.family.causal else ""), file=sys.stderr)
         start, done = time.perf_counter(), 0
         with VideoWriter(args.out, cfg.fps, metadata={"comment": f"streamdit edit: {_prompt_text(args)}"}) as w, \
                 Progress(source.length, desc="edit", unit="frame") as bar:
@@ -481,7 +493,13 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT, metavar="SECONDS",
                     help="stdin or a folder: when no frame comes for this long, the input ends there (the output "
                          "is finalised as at the end of a file)")
-    ed.add_argument("--model")
+    ed.add_argument("--model", help="checkpoint; default: the embedded model; a Wan 2.1 file (any layout, .pt too) "
+                                    "with --decoder and --text-encoder")
+    add_model_file_args(ed)
+    ed.add_argument("--width", type=int, help="output width (default: the model's)")
+    ed.add_argument("--height", type=int, help="output height (default: the model's)")
+    ed.add_argument("--buffer-frames", type=int, help="latent frames in the buffer (N c)")
+    ed.add_argument("--chunk-frames", type=int, help="latent frames per chunk c")
     ed.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ed.add_argument("--dtype", choices=list(DTYPES), default=None)
     ed.add_argument("--attention", default="auto")

@@ -178,3 +178,27 @@ def test_longlive_lora_applied_at_load_equals_the_merged_weights(files, tmp_path
         torch.save({"generator_lora": {"x.weight": torch.zeros(2)}}, tmp_path / "bad.pt")
         Pipeline.load(str(tmp_path / "longlive_base.pt"), decoder=str(files / "taew.pth"), family="longlive",
                       lora=str(tmp_path / "bad.pt"))
+
+
+def test_cli_edits_with_a_causal_family_and_a_taehv_encoder(files, tmp_path):
+    """`edit` on a Self-Forcing .pt with a TAEHV file that has its encoder: the source's length and rate come back,
+    and the strength used is one of the family's entry points."""
+    from streamdit.io.video import VideoWriter
+
+    codec = TAEHVCodec(4, [16, 8, 8, 8], encoder_width=8)
+    torch.save(codec.state_dict(), tmp_path / "taew_full.pth")
+    src = tmp_path / "src.mp4"
+    g = torch.Generator().manual_seed(0)
+    with VideoWriter(src, 16.0) as w:
+        w.write(torch.rand(1, 32, 48, 3, generator=g).expand(23, -1, -1, -1))
+    out = tmp_path / "edited.mp4"
+    r = subprocess.run([sys.executable, "-m", "streamdit", "edit", "--model", str(files / "self_forcing.pt"),
+                        "--family", "self-forcing", "--decoder", str(tmp_path / "taew_full.pth"),
+                        "--text-encoder", "hashed", "--input", str(src), "--prompt", "a corgi", "--strength", "0.6",
+                        "--width", "48", "--height", "32", "--out", str(out)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "STREAMDIT_NO_PROGRESS": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "strength 0.5 (asked 0.6; allowed: 0, 0.25, 0.5, 0.75, 1)" in r.stderr
+    assert "family self-forcing" in r.stderr
+    frames, fps = read_video(str(out))
+    assert frames.shape == (23, 32, 48, 3) and fps == 16.0
