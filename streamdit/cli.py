@@ -304,9 +304,17 @@ def cmd_edit(args) -> int:
               f"strength {stream.strength:g} (asked {args.strength:g}; allowed: "
               f"{', '.join(f'{x:g}' for x in stream.allowed_strengths())}), latency {stream.latency_frames} frames"
               + (f", family {pipe.family.name}" if pipe.family.causal else ""), file=sys.stderr)
+        # a video file's audio goes along (stdin and image folders have none); the writer takes the source's first
+        # audio track if it has one, re-encoded, from time 0 (output frame k is source frame k), cut to the frames
+        audio_from = None if args.no_audio or args.input == "-" or not Path(args.input).is_file() else args.input
         start, done = time.perf_counter(), 0
-        with VideoWriter(args.out, cfg.fps, metadata={"comment": f"streamdit edit: {_prompt_text(args)}"}) as w, \
+        with VideoWriter(args.out, cfg.fps, metadata={"comment": f"streamdit edit: {_prompt_text(args)}"},
+                         audio_from=audio_from) as w, \
                 Progress(source.length, desc="edit", unit="frame") as bar:
+            print("audio: " + ("dropped (--no-audio)" if args.no_audio else "none (live input)" if audio_from is None
+                               else "none in the source" if w.audio is None else
+                               f"the source's ({w.audio['codec']} {w.audio['sample_rate']} Hz "
+                               f"{w.audio['channels']}), re-encoded"), file=sys.stderr)
             for frames in stream.frames():
                 w.write(frames)
                 done += frames.shape[0]
@@ -472,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--strength", type=float, default=0.75, help="how much to change: 0.3 keeps most, 1 ignores "
                                                                  "the source (rounded onto the model's u grid)")
     ed.add_argument("--out", required=True)
+    ed.add_argument("--no-audio", action="store_true", help="drop the source's audio (by default a video file's "
+                                                            "first audio track is kept, in sync, cut to the output)")
     ed.add_argument("--seed", type=int, default=0)
     ed.add_argument("--cfg", type=float, default=1.0, help="guidance; 2 with --negative naming the source steers "
                                                            "the edit away from it (two network passes per call)")

@@ -17,6 +17,10 @@ memory, and the file stays playable if the stream stops early:
   40 -> 17 from mp4, none from webm). A plain mp4 would be unreadable: its index (moov) is only written
   when ffmpeg finishes; "+faststart" is not used either, it rewrites the file at the end.
   The same property makes a file readable while it is being written.
+- with ``audio_from`` (the audio of another file, e.g. the source of an edit) all of this still holds: the
+  audio is cut with the frames written, and each fragment/cluster carries the audio of its frames (measured
+  at 16 fps, about as without audio: read while written slowly, 48 frames -> 16 decodable with their
+  audio, 96 -> 64; ffmpeg killed after 96 -> 64 from mp4 and from webm, the audio ending with them).
 
 The writer runs ffmpeg through subprocess rather than imageio_ffmpeg.write_frames: that generator has no
 way to add a second input, and long metadata (a ComfyUI workflow is often over 128 KiB, the Linux limit
@@ -42,6 +46,8 @@ PathLike = str | os.PathLike
 
 # extension -> (default codec, default crf)
 _FORMATS = {".mp4": ("libx264", 19), ".mov": ("libx264", 19), ".mkv": ("libx264", 19), ".webm": ("libvpx-vp9", 30)}
+# extension -> (audio codec, bitrate) for audio_from: AAC where mp4/mov/mkv players expect it, Opus in webm
+_AUDIO = {".mp4": ("aac", "160k"), ".mov": ("aac", "160k"), ".mkv": ("aac", "160k"), ".webm": ("libopus", "128k")}
 # keys the mp4/mov muxer stores natively (udta/ilst); any other key needs +use_metadata_tags (mdta atoms)
 _MOV_NATIVE_KEYS = {"title", "artist", "album", "album_artist", "comment", "genre", "copyright", "date", "composer",
                     "description", "synopsis", "encoder", "grouping", "lyrics", "keywords"}
@@ -139,6 +145,23 @@ def read_metadata(path: PathLike) -> dict[str, str]:
     return {k.lower(): v for k, v in _parse_ffmetadata(out.stdout.decode("utf-8", errors="replace")).items()}
 
 
+def probe_audio(path: PathLike) -> dict[str, Any] | None:
+    """The first audio stream of a media file as dict(codec, sample_rate, channels), or None if it has none.
+
+    channels is ffmpeg's layout name ("mono", "stereo", "5.1", ...). Raises ValueError for a file ffmpeg cannot read.
+    """
+    path = _check_input(path)
+    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True, **_popen_kwargs())
+    text = out.stderr.decode(errors="replace")
+    if not re.search(r"^Input #0", text, re.M):
+        raise ValueError(f"cannot read {path}: ffmpeg says: {_ffmpeg_says(text)}")
+    m = re.search(r"^\s*Stream #0:\d+\S*: Audio: (\w+)[^,\n]*(?:, (\d+) Hz)?(?:, ([^,\n]+))?", text, re.M)
+    if not m:
+        return None
+    return {"codec": m.group(1), "sample_rate": int(m.group(2)) if m.group(2) else None,
+            "channels": m.group(3).strip() if m.group(3) else None}
+
+
 class VideoWriter:
     """Write frames to a video file incrementally: ``with VideoWriter("out.mp4", 16) as w: w.write(frames)``.
 
@@ -150,11 +173,20 @@ class VideoWriter:
     the standard set (title, comment, description, ...) switches all tags to QuickTime "mdta" tags
     (+use_metadata_tags): keep the workflow in "comment" for the widest support. ``ffmpeg_args``: extra output
     options (before the path). ffmpeg starts with the first frame; no file is created if none is written.
+
+    ``audio_from``: another file whose first audio stream is muxed alongside the frames (none if it has no
+    audio: ``audio`` is then None), re-encoded (AAC 160k in .mp4/.mov/.mkv, Opus 128k in .webm) and in sync from
+    time 0: output time t carries the source's audio at t, counted from the source's start as the frames of
+    ``iter_video`` are (frame k of the source <-> frame k written). The output ends with the frames written
+    (``-shortest``; audio shorter than that is padded with silence): a writer closed early, or a cancelled
+    stream, gives a file whose audio ends within one audio frame (23 ms AAC, 20 ms Opus) of its last frame.
+    Re-encoding rather than copying: the cut is to the sample only on decoded audio, and any source codec then
+    fits any container (PCM, Vorbis or MP3 sources into mp4/webm).
     """
 
     def __init__(self, path: PathLike, fps: float | Fraction, *, codec: str | None = None, crf: int | None = None,
                  pix_fmt: str = "yuv420p", metadata: Mapping[str, Any] | None = None,
-                 ffmpeg_args: Sequence[str] = ()):
+                 ffmpeg_args: Sequence[str] = (), audio_from: PathLike | None = None):
         self.path = Path(path)
         ext = self.path.suffix.lower()
         if ext not in _FORMATS:
@@ -172,6 +204,9 @@ class VideoWriter:
                 raise ValueError(f"metadata key {k!r} is not allowed: use letters, digits and _ . : -")
             self.metadata[k] = v if isinstance(v, str) else json.dumps(v)
         self.ffmpeg_args = list(ffmpeg_args)
+        self.audio_from = Path(audio_from) if audio_from is not None else None
+        # the source's first audio stream ({"codec", "sample_rate", "channels"}), None: no audio is written
+        self.audio = probe_audio(audio_from) if audio_from is not None else None
         self.frame_size: tuple[int, int] | None = None  # (H, W) of the frames written, fixed by the first one
         self.padded = False
         self._pad = (0, 0)  # rows, columns added
@@ -195,19 +230,46 @@ class VideoWriter:
         cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0"]
         if self._meta_file:
-            cmd += ["-f", "ffmetadata", "-i", self._meta_file, "-map_metadata", "1"]
-        cmd += ["-map", "0:v:0", "-c:v", self.codec, "-pix_fmt", self.pix_fmt, "-g", str(max(1, round(2 * fps)))]
-        if self.pix_fmt.startswith("yuv"):  # explicit, tagged BT.709 so players and our reader agree on colours
-            cmd += ["-vf", "scale=out_color_matrix=bt709:out_range=tv", "-colorspace", "bt709",
-                    "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
+            cmd += ["-f", "ffmetadata", "-i", self._meta_file]
+        if self.audio is not None:
+            cmd += ["-i", str(self.audio_from)]
+        if self._meta_file:
+            cmd += ["-map_metadata", "1"]
+        # explicit, tagged BT.709 so players and our reader agree on colours
+        vf = "scale=out_color_matrix=bt709:out_range=tv" if self.pix_fmt.startswith("yuv") else None
+        if self.audio is None:
+            cmd += ["-map", "0:v:0", *(["-vf", vf] if vf else [])]
+        else:
+            # Video and audio go through ONE filtergraph: it pulls whichever input its oldest output needs, so the
+            # audio is decoded only as far as the frames written and reaches -shortest's sync queue in step with
+            # the video. With the audio as a plain second input, ffmpeg reads it ahead while the video encoder
+            # (x264 lookahead) holds the first second; the sync queue then either holds the video back for up
+            # to -shortest_buf_duration (10 s: a file written slowly shows nothing for 10 s) or, with a small
+            # buffer, fakes the video's progress and lets up to 1 s of audio past the last frame of a short
+            # file. apad: a source whose audio ends before its video still gives every frame (silence after);
+            # -shortest then ends the output with the last frame written, however few.
+            a = 2 if self._meta_file else 1
+            cmd += ["-filter_complex", f"[0:v:0]{vf or 'null'}[v];[{a}:a:0]apad[a]", "-map", "[v]", "-map", "[a]",
+                    "-shortest", "-map_chapters", "-1"]
+        cmd += ["-c:v", self.codec, "-pix_fmt", self.pix_fmt, "-g", str(max(1, round(2 * fps)))]
+        if vf:
+            cmd += ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
         if self.crf is not None:
             cmd += ["-crf", str(self.crf)]
         if self.codec == "libx264":
             cmd += ["-x264-params", "rc-lookahead=16"]  # fewer frames held inside the encoder
         elif self.codec == "libvpx-vp9":
             cmd += ["-b:v", "0", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1"]
+        if self.audio is not None:
+            codec, bitrate = _AUDIO[self.path.suffix.lower()]
+            cmd += ["-c:a", codec, "-b:a", bitrate]
         if self.path.suffix.lower() in (".mp4", ".mov"):
             flags = "+frag_keyframe+empty_moov+default_base_moof"
+            if self.audio is not None:
+                # the moov waits for the first fragment, so it can carry the edit list that starts the video at 0
+                # with the audio; without it the video starts after x264's B-frame delay (2 frames) while the
+                # audio starts at 0, and a reader at a constant rate (iter_video) repeats the first frame twice
+                flags += "+delay_moov"
             if set(self.metadata) - _MOV_NATIVE_KEYS:
                 flags += "+use_metadata_tags"
             cmd += ["-movflags", flags, "-frag_duration", "1000000"]
