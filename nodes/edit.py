@@ -17,10 +17,24 @@ EXAMPLE = "example: a pig walking right on grass"
 EXAMPLE_PATH = PACK / "workflows" / "media" / "pig_walking_right_on_grass.mp4"
 IMAGES = "(the images input)"
 VIDEO = "(the video input)"
+FOLDER = "(the folder below)"
 
 
 def source_choices() -> list[str]:
-    return [EXAMPLE, IMAGES, VIDEO] + host.input_videos()
+    return [EXAMPLE, IMAGES, VIDEO, FOLDER] + host.input_videos()
+
+
+def folder_path(folder: str) -> str:
+    """A folder of numbered frames: absolute, or inside ComfyUI's input folder."""
+    folder = (folder or "").strip()
+    if not folder:
+        raise ValueError(f"source_video is {FOLDER!r} but the folder input is empty: give a folder of numbered "
+                         "png/jpg frames (inside ComfyUI's input folder, or an absolute path)")
+    path = folder if os.path.isabs(folder) else os.path.join(host.input_directory() or "", folder)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"folder {folder!r} does not exist (looked at {path}); create it, or give an "
+                                "absolute path")
+    return path
 
 
 def source_path(choice: str) -> str:
@@ -84,6 +98,10 @@ class StreamDiTVideoEdit:
                             "Seconds of the source edited per queued run; queue again to continue the same edit "
                             "where it stopped (auto-queue edits a long video run by run). 0 = the whole source "
                             "in one run."}),
+                "folder": ("STRING", {"default": "", "tooltip": "With source_video '(the folder below)': a folder "
+                           "of numbered png/jpg frames (in ComfyUI's input folder, or absolute), read in numeric "
+                           "order while it grows (a live source: frames written there by a camera or another "
+                           "program); the edit ends 10 s after the last frame. fps sets its frame rate."}),
                 "settings": ("STREAMDIT_SETTINGS", {"tooltip": "Optional: size and partition (K must be 0); the "
                              "model's defaults otherwise."}),
             },
@@ -95,10 +113,11 @@ class StreamDiTVideoEdit:
         return float("nan")  # every queue is a new edit
 
     def edit(self, model, prompt, source_video, strength, seed, fps, images=None, settings=None, video=None,
-             seconds=0.0, unique_id=None, graph=None, extra_pnginfo=None):
+             seconds=0.0, folder="", unique_id=None, graph=None, extra_pnginfo=None):
         pipe = text_pipeline(model, prompt)
         key = registry.stream_key(f"edit-{unique_id}", unique_id)
-        fingerprint = (model.identity, "edit", source_video, source_identity(source_video, images, video), strength,
+        fingerprint = (model.identity, "edit", source_video, source_identity(source_video, images, video, folder),
+                       strength,
                        seed, text_identity(prompt), None if settings is None else settings.fingerprint())
         entry = registry.get(key)
         if float(seconds) > 0 and entry is not None and entry.fingerprint == fingerprint and not entry.stream.ended:
@@ -107,7 +126,7 @@ class StreamDiTVideoEdit:
             entry.cleanup()
             new, stream = False, entry.stream
         else:
-            stream = self._open(pipe, prompt, source_video, strength, seed, fps, images, settings, video)
+            stream = self._open(pipe, prompt, source_video, strength, seed, fps, images, settings, video, folder)
             entry = registry.Entry(key, stream, fingerprint, prompt.schedule)
             registry.put(entry)
             new = True
@@ -120,10 +139,12 @@ class StreamDiTVideoEdit:
             frames = max(1, round(float(seconds) * source.fps))
         else:
             frames = source.length or 10**9  # an unknown length ends with the source
-        return (StreamRun(entry, frames, unique_id, f"edit-{unique_id}", graph, extra_pnginfo, new, SINKS),)
+        run = StreamRun(entry, frames, unique_id, f"edit-{unique_id}", graph, extra_pnginfo, new, SINKS)
+        run.audio_source = source.path  # Save Video keeps the source's audio (files only)
+        return (run,)
 
     @staticmethod
-    def _open(pipe, prompt, source_video, strength, seed, fps, images, settings, video):
+    def _open(pipe, prompt, source_video, strength, seed, fps, images, settings, video, folder):
         if source_video == IMAGES:
             if images is None:
                 raise ValueError(f"source_video is {IMAGES!r} but nothing is connected to images: connect an IMAGE "
@@ -131,6 +152,8 @@ class StreamDiTVideoEdit:
             source = FrameSource.from_frames(images, float(fps), name="images input")
         elif source_video == VIDEO:
             source = video_frame_source(video)
+        elif source_video == FOLDER:
+            source = FrameSource.from_folder(folder_path(folder), float(fps))
         else:
             source = FrameSource.from_path(source_path(source_video))
         kw = {}
@@ -140,11 +163,13 @@ class StreamDiTVideoEdit:
                          negative_prompt=prompt.negative_prompt, transition_seconds=prompt.transition_seconds, **kw)
 
 
-def source_identity(source_video: str, images, video):
+def source_identity(source_video: str, images, video, folder: str = ""):
     """What makes two queued runs edit the same source: the file (and its modification time), or the connected
     frames (shape and a checksum) or VIDEO (its file, or the object)."""
     if source_video == IMAGES:
         return None if images is None else (tuple(images.shape), float(images.double().sum()))
+    if source_video == FOLDER:
+        return ("folder", folder)  # a growing folder: later runs continue with its new frames
     if source_video == VIDEO:
         path = None if video is None else host.video_source_path(video)
         return (path, os.path.getmtime(path)) if path and os.path.isfile(path) else id(video)

@@ -98,6 +98,7 @@ class StreamRun:
         self.seconds = 0.0  # wall time of generation
         self.results: dict[str, Any] = {}  # consumer node id -> what its sink returned on close
         self.spool: Spool | None = None
+        self.audio_source: str | None = None  # a file whose audio goes with these frames (an edit's source)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:  # shows in ComfyUI's error reports

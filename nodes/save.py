@@ -42,8 +42,10 @@ class VideoSink:
         ext, self.mime = FORMATS[fmt]
         folder, stem, counter, self.subfolder = host.save_path(prefix, run.width, run.height)
         self.filename = f"{stem}_{counter:05}_.{ext}"
+        # an edit's file keeps its source's audio, from where this run starts in the source
         self.writer = VideoWriter(os.path.join(folder, self.filename), run.fps, crf=crf or None,
-                                  metadata=video_metadata(run))
+                                  metadata=video_metadata(run), audio_from=run.audio_source,
+                                  audio_start=run.start_frame / run.fps if run.audio_source else 0.0)
 
     def write(self, frames, index: int, run: StreamRun) -> None:
         self.writer.write(frames)

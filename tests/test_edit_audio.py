@@ -212,3 +212,28 @@ def test_audio_shorter_than_the_video_keeps_every_frame(tmp_path):
         w.write(frames)
     v = video_times(out)
     assert len(v) == 32 and abs(audio_end(out) - (v[-1] + 1 / fps)) < 1 / fps
+
+
+def test_a_later_run_of_an_edit_in_comfyui_keeps_the_audio_from_where_it_starts(source, tmp_path, monkeypatch):
+    """Save Video after Video Edit: run 2 starts 1 s into the source, and so does its audio."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from workflow_format import pack_input_types
+
+    pack_input_types()
+    save, host = sys.modules["ComfyUI_StreamDiT_pack.nodes.save"], sys.modules["ComfyUI_StreamDiT_pack.nodes.host"]
+    monkeypatch.setattr(host, "output_directory", lambda: str(tmp_path))
+    frames, _ = read_video(source)
+    run = SimpleNamespace(width=64, height=64, fps=float(FPS), graph=None, extra_pnginfo=None, stream_id="e",
+                          run_index=2, start_frame=FPS, audio_source=str(source))
+    sink = save.VideoSink(run, "edit/run2", "mp4", 0)
+    sink.write(frames[FPS:], FPS, run)
+    result = sink.close(True, run)
+    out = tmp_path / result["subfolder"] / result["filename"]
+    ref, got = pcm(source)[SR:], pcm(out)  # the source's audio from 1 s on
+    lag, corr = best_lag(ref[:SR // 2], got[:SR // 2], SR // 10)
+    assert abs(lag) < SR // 1000 and corr > 0.99, (lag, corr)  # within 1 ms
+    assert abs(audio_end(out) - len(frames[FPS:]) / FPS) <= AUDIO_FRAME

@@ -176,7 +176,7 @@ def test_saved_videos_carry_prompt_and_workflow_as_core_writes_them(fmt, tmp_pat
     prompt = {"4": {"class_type": "StreamDiTSampler", "inputs": {"seconds": 1.0}, "is_changed": [0.5]}}
     workflow = {"nodes": [{"id": 4, "type": "StreamDiTSampler"}], "links": [], "version": 0.4}
     run = SimpleNamespace(width=32, height=16, fps=8.0, graph=prompt, extra_pnginfo={"workflow": workflow},
-                          stream_id="default", run_index=2, start_frame=40)
+                          stream_id="default", run_index=2, start_frame=40, audio_source=None)
     sink = save.VideoSink(run, "StreamDiT/meta", fmt, 0)
     frames = torch.rand(5, 16, 32, 3)
     sink.write(frames, 40, run)

@@ -174,7 +174,9 @@ class VideoWriter:
     (+use_metadata_tags): keep the workflow in "comment" for the widest support. ``ffmpeg_args``: extra output
     options (before the path). ffmpeg starts with the first frame; no file is created if none is written.
 
-    ``audio_from``: another file whose first audio stream is muxed alongside the frames (none if it has no
+    ``audio_start``: seconds into ``audio_from`` where this file's audio starts (frame 0 written <-> source time
+    audio_start: a run that continues an edit). ``audio_from``: another file whose first audio stream is muxed
+    alongside the frames (none if it has no
     audio: ``audio`` is then None), re-encoded (AAC 160k in .mp4/.mov/.mkv, Opus 128k in .webm) and in sync from
     time 0: output time t carries the source's audio at t, counted from the source's start as the frames of
     ``iter_video`` are (frame k of the source <-> frame k written). The output ends with the frames written
@@ -186,7 +188,7 @@ class VideoWriter:
 
     def __init__(self, path: PathLike, fps: float | Fraction, *, codec: str | None = None, crf: int | None = None,
                  pix_fmt: str = "yuv420p", metadata: Mapping[str, Any] | None = None,
-                 ffmpeg_args: Sequence[str] = (), audio_from: PathLike | None = None):
+                 ffmpeg_args: Sequence[str] = (), audio_from: PathLike | None = None, audio_start: float = 0.0):
         self.path = Path(path)
         ext = self.path.suffix.lower()
         if ext not in _FORMATS:
@@ -205,6 +207,9 @@ class VideoWriter:
             self.metadata[k] = v if isinstance(v, str) else json.dumps(v)
         self.ffmpeg_args = list(ffmpeg_args)
         self.audio_from = Path(audio_from) if audio_from is not None else None
+        if not audio_start >= 0:
+            raise ValueError(f"audio_start={audio_start} must be >= 0 (seconds into {audio_from})")
+        self.audio_start = float(audio_start)  # seconds into audio_from where this file's audio starts
         # the source's first audio stream ({"codec", "sample_rate", "channels"}), None: no audio is written
         self.audio = probe_audio(audio_from) if audio_from is not None else None
         self.frame_size: tuple[int, int] | None = None  # (H, W) of the frames written, fixed by the first one
@@ -231,8 +236,8 @@ class VideoWriter:
                "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0"]
         if self._meta_file:
             cmd += ["-f", "ffmetadata", "-i", self._meta_file]
-        if self.audio is not None:
-            cmd += ["-i", str(self.audio_from)]
+        if self.audio is not None:  # -ss before -i: decoded and cut to the sample (a later run of an edit)
+            cmd += (["-ss", f"{self.audio_start:.6f}"] if self.audio_start else []) + ["-i", str(self.audio_from)]
         if self._meta_file:
             cmd += ["-map_metadata", "1"]
         # explicit, tagged BT.709 so players and our reader agree on colours

@@ -49,6 +49,7 @@ class FrameSource:
     def __init__(self, chunks: Iterable, fps: float, *, length: int | None = None, live: bool = False,
                  name: str = "source"):
         self._chunks, self.fps, self.length, self.live, self.name = chunks, float(fps), length, live, name
+        self.path: str | None = None  # the video file read (its audio can go with the edit), None for other sources
         self.size: tuple[int, int] | None = None  # (H, W) of the source, known after the first frame
         self.reader = None  # a live reader (RawFrameReader, FolderReader): its counts (delivered, dropped, ...)
         self.target: tuple[int, int] | None = None
@@ -67,7 +68,9 @@ class FrameSource:
         frames = info.get("frames")
         if frames == 0:
             raise SourceError(f"source video {path} has no frames")
-        return cls(iter_video(path, chunk_frames), info["fps"], length=frames, name=path)
+        source = cls(iter_video(path, chunk_frames), info["fps"], length=frames, name=path)
+        source.path = path
+        return source
 
     @classmethod
     def from_frames(cls, frames, fps: float, name: str = "frames") -> FrameSource:

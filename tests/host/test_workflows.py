@@ -101,3 +101,28 @@ def test_pig_to_cat_workflow_runs_compiled_inside_the_host(host, client):
     assert compiled.shape == reference.shape
     # fused kernels may round differently; after the codec and H.264 a level of 255 or two at most
     assert float((compiled - reference).abs().mean()) < 2 / 255
+
+
+def test_video_edit_reads_a_growing_folder_run_by_run(host, client):
+    """A live source in ComfyUI: numbered frames written into a folder of the input directory between two queued
+    runs of 1 s each; the second run continues the same edit with the new frames."""
+    from streamdit.io.png import write_png
+
+    folder = host.comfy_dir / "input" / "live_frames"
+    folder.mkdir(parents=True, exist_ok=True)
+    source, _ = read_video(ROOT / "workflows" / "media" / "pig_walking_right_on_grass.mp4")
+    prompt = load_api("pig_to_cat_edit")
+    (edit,) = nodes_of(prompt, "StreamDiTVideoEdit")
+    prompt[edit]["inputs"].update(source_video="(the folder below)", folder="live_frames", seconds=1.0, fps=16.0)
+    starts = []
+    for part in range(2):
+        for i in range(*((0, 40), (40, 64))[part]):  # a run reads ahead by the edit's latency (14 frames here)
+            write_png(folder / f"frame_{i}.png", source[i])
+        run = client.run(prompt)
+        assert run.status == "success", run.error()
+        (path, video), = saved_videos(host, run, prompt)
+        frames, fps = read_video(path)
+        assert frames.shape == (16, 64, 64, 3) and fps == 16.0
+        (info,) = run.outputs[nodes_of(prompt, "StreamDiTLivePreview")[0]]["streamdit"]
+        starts.append((info["start_frame"], info["new_stream"]))
+    assert starts == [(0, True), (16, False)]
