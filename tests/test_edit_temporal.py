@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from random_weights import randomise
 
 from streamdit.codecs.wan_vae import WanVAECodec
 from streamdit.io.checkpoint import Bundle
@@ -20,15 +21,6 @@ VAE = dict(dim=8, z_dim=4, dim_mult=[1, 2, 4, 4], num_res_blocks=1, temperal_dow
 CFG = ModelConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=2, in_dim=4, out_dim=4, text_dim=16, text_len=8,
                   freq_dim=16)
 H = W = 32
-
-
-def randomise(module, seed=0, scale=0.1):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            p.copy_(1 + scale * noise if name.endswith(("gamma", "norm.weight")) else scale * noise)
-    return module.eval()
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from random_weights import randomise
 from safetensors.torch import save_file
 
 from streamdit.codecs.taehv import TAEHVCodec
@@ -21,15 +22,6 @@ VAE = dict(dim=8, z_dim=4, dim_mult=[1, 2, 4, 4], num_res_blocks=1, temperal_dow
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def randomise(module, seed=0, scale=0.1):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            p.copy_(1 + scale * noise if name.endswith(("gamma", "norm.weight")) else scale * noise)
-    return module.eval()
 
 
 @pytest.fixture(scope="module")
