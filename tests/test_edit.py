@@ -125,6 +125,7 @@ def test_edit_command_keeps_length_and_frame_rate(tiny_bundle, tmp_path):
                        text=True, timeout=300, env={**os.environ, "STREAMDIT_NO_PROGRESS": "1"})
     assert r.returncode == 0, r.stderr
     assert "strength 0.5 (asked 0.6" in r.stderr and "resizing" in r.stderr and "FPS" in r.stdout
+    assert "unclosed file" not in r.stderr  # imageio-ffmpeg's leftover pipes are not the user's business
     frames, fps = read_video(str(out))
     assert frames.shape == (19, 16, 16, 3) and fps == 12.0 and probe_video(str(out))["frames"] == 19
     r = subprocess.run([sys.executable, "-m", "streamdit", "edit", "--model", str(model), "--input",

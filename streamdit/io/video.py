@@ -34,6 +34,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -416,7 +417,11 @@ def _chunks(gen, path: str, meta: dict, chunk_frames: int, max_frames: int | Non
     try:
         while max_frames is None or n < max_frames:
             try:
-                raw = next(gen)
+                with warnings.catch_warnings():
+                    # imageio-ffmpeg leaves the pipes of an ffmpeg that has already exited to the garbage collector
+                    # (its read_frames closes them only if the process still runs): not ours to report
+                    warnings.filterwarnings("ignore", "unclosed file", ResourceWarning)
+                    raw = next(gen)
             except StopIteration:
                 break
             except Exception as e:
