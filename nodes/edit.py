@@ -172,6 +172,6 @@ def source_identity(source_video: str, images, video, folder: str = ""):
         return ("folder", folder)  # a growing folder: later runs continue with its new frames
     if source_video == VIDEO:
         path = None if video is None else host.video_source_path(video)
-        return (path, os.path.getmtime(path)) if path and os.path.isfile(path) else id(video)
+        return host.file_identity(path) if path else id(video)
     path = str(EXAMPLE_PATH) if source_video == EXAMPLE else os.path.join(host.input_directory() or "", source_video)
-    return (path, os.path.getmtime(path)) if os.path.isfile(path) else path
+    return host.file_identity(path)

@@ -268,6 +268,11 @@ def input_videos() -> list[str]:
                   and os.path.isfile(os.path.join(folder, f)))
 
 
+def file_identity(path: str | None) -> tuple:
+    """(path, modification time) of a file (0.0 when it is not one): what tells a changed file from the same one."""
+    return (path, os.path.getmtime(path) if path and os.path.isfile(path) else 0.0)
+
+
 # -- video ---------------------------------------------------------------------------------------
 def has_video_type() -> bool:
     """The host has core's VIDEO type (Load Video, Save Video, Create Video, ...)."""

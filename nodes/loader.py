@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -57,12 +56,8 @@ def clear_model_cache() -> None:
         _decoders.clear()
 
 
-def _file_id(path: str | None) -> tuple:
-    return (path, os.path.getmtime(path) if path and os.path.isfile(path) else 0.0)
-
-
 def _decoder(path: str, device: str):
-    key = (*_file_id(path), device)
+    key = (*host.file_identity(path), device)
     if key not in _decoders:
         _decoders[key] = load_decoder(path, device)
     return _decoders[key]
@@ -73,7 +68,7 @@ def shared_pipeline(source: str, device: str, dtype: torch.dtype, decoder: str |
     """The pipeline of these weights with `decoder` (None: the model's own codec) streamed as `family`; weights
     are loaded once per (file, mtime, device, dtype, .pt entry, LoRA). source: a file or "random:<preset>"."""
     entry = get_family(family).state_key if family and str(source).endswith(TORCH_FILES) else None
-    key = (*_file_id(source), device, str(dtype), entry, _file_id(lora) if lora else None)
+    key = (*host.file_identity(source), device, str(dtype), entry, host.file_identity(lora) if lora else None)
     with _cache_lock:
         if key not in _weights:
             own = source.startswith("random:") or is_streamdit_file(source)
@@ -82,7 +77,7 @@ def shared_pipeline(source: str, device: str, dtype: torch.dtype, decoder: str |
                 warnings.simplefilter("ignore")  # the random-fallback warning: the description says it
                 pipe = Pipeline.load(source, decoder=first, device=device, dtype=dtype, family=family, lora=lora)
             if first is not None:
-                _decoders[(*_file_id(first), device)] = pipe.bundle.codec
+                _decoders[(*host.file_identity(first), device)] = pipe.bundle.codec
             _weights[key] = (pipe, first)
         pipe, loaded_with = _weights[key]
         if decoder is not None and decoder != loaded_with:
@@ -229,8 +224,8 @@ class StreamDiTModelLoader:
                 raise FileNotFoundError(f"LoRA file {lora!r} was not found in models/loras; press Refresh")
         pipe = shared_pipeline(source, dev, dt, decoder_file, chosen, lora_file)
         pipe = dataclasses.replace(pipe, attention=attention, compile=bool(compile))
-        identity = (_file_id(source), dev, str(dt), _file_id(decoder_file), pipe.family.name,
-                    _file_id(lora_file) if lora_file else None)
+        identity = (host.file_identity(source), dev, str(dt), host.file_identity(decoder_file), pipe.family.name,
+                    host.file_identity(lora_file) if lora_file else None)
         loaded = LoadedModel(pipe, model, identity)
         host.log.info("streamdit: %s", loaded.describe())
         return (loaded,)

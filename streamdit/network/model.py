@@ -218,8 +218,9 @@ class WanDiT(nn.Module):
         cfg = self.config = config.validate()
         self.attention_backend = "auto"  # the default of calls that name no backend
         self.gradient_checkpointing = False
-        self._compiled: CompiledCore | None = None  # set by use_compile(): the default of calls that do not say
-        self._compiled_core: CompiledCore | None = None  # made on the first compiled call, shared by every caller
+        self.compile_enabled = False  # use_compile(): the default of calls that do not say
+        self._compile_options: dict = {"dynamic": False}  # a stream uses few shapes: specialise each
+        self._core: CompiledCore | None = None  # made on the first compiled call, shared by every caller
         dim, patch = cfg.dim, cfg.patch_size
         self.patch_embedding = nn.Conv3d(cfg.in_dim, dim, kernel_size=patch, stride=patch)
         self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"),
@@ -299,13 +300,11 @@ class WanDiT(nn.Module):
         return self._runner(compiled)(x, t, cross_kv, rope, masks, grid, backend or self.attention_backend)
 
     def _runner(self, compiled: bool | None):
-        if compiled is None:
-            return self._compiled or self._run
-        if not compiled:
+        if not (self.compile_enabled if compiled is None else compiled):
             return self._run
-        if self._compiled_core is None:
-            self._compiled_core = self._compiled or CompiledCore(self._run, {"dynamic": False})
-        return self._compiled_core
+        if self._core is None:
+            self._core = CompiledCore(self._run, self._compile_options)
+        return self._core
 
     def _run(self, x: Tensor, t: Tensor, contexts: list, rope: tuple[Tensor, Tensor],
              masks: list[WindowMask | Tensor | None], grid: tuple[int, int, int], backend: str, cache=None) -> Tensor:
@@ -353,20 +352,16 @@ class WanDiT(nn.Module):
         Inference only: the first call of each input shape compiles (tens of seconds on a CPU; cached
         on disk by torch for later processes), later calls run the fused kernels. Where compiling
         fails (no C++ compiler, an unsupported backend) the model warns once and stays eager."""
-        options.setdefault("dynamic", False)  # a stream uses few shapes: specialise each
-        self._compiled = CompiledCore(self._run, options) if enabled else None
-        self._compiled_core = None
+        options.setdefault("dynamic", False)
+        if enabled and (options != self._compile_options or self._core is None or self._core.failed):
+            self._compile_options, self._core = options, None  # other options, or a retry: compile afresh
+        self.compile_enabled = bool(enabled)
         return self
-
-    @property
-    def compile_enabled(self) -> bool:
-        """use_compile() is on (even if compiling failed and the model fell back to eager)."""
-        return self._compiled is not None
 
     @property
     def compiled(self) -> bool:
         """The network runs compiled: enabled and not fallen back to eager."""
-        return self._compiled is not None and not self._compiled.failed
+        return self.compile_enabled and not (self._core is not None and self._core.failed)
 
 
 class CompiledCore:

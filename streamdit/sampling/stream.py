@@ -122,10 +122,8 @@ class Stream:
         self.prompts.replace(events, self.clock)
 
     def set_guidance(self, cfg_scale: float, negative_prompt: str = "") -> None:
-        """Change classifier-free guidance from the next network call on (a guidance-distilled causal family
-        refuses cfg != 1)."""
-        if self.check_prompt is not None:
-            self.check_prompt(negative_prompt)
+        """Change classifier-free guidance from the next network call on (the denoiser checks the negative prompt;
+        a guidance-distilled causal family refuses cfg != 1)."""
         self.denoise.set_guidance(cfg_scale, negative_prompt)
 
     def set_runtime(self, attention: str | None = None, compile: bool | None = None) -> None:
