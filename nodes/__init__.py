@@ -1,5 +1,6 @@
 """ComfyUI nodes of the StreamDiT pack: thin adapters from widgets to the engine in ../streamdit."""
 from . import host, registry
+from .core_model import StreamDiTCoreModel
 from .edit import StreamDiTVideoEdit
 from .frames import StreamDiTFramesToImage
 from .loader import StreamDiTModelLoader
@@ -11,6 +12,7 @@ from .settings import StreamDiTBufferSettings
 
 NODE_CLASS_MAPPINGS = {
     "StreamDiTModelLoader": StreamDiTModelLoader,
+    "StreamDiTCoreModel": StreamDiTCoreModel,
     "StreamDiTBufferSettings": StreamDiTBufferSettings,
     "StreamDiTPromptSchedule": StreamDiTPromptSchedule,
     "StreamDiTSampler": StreamDiTSampler,
@@ -22,6 +24,7 @@ NODE_CLASS_MAPPINGS = {
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     "StreamDiTModelLoader": "StreamDiT Model Loader",
+    "StreamDiTCoreModel": "StreamDiT Model from ComfyUI",
     "StreamDiTBufferSettings": "StreamDiT Buffer Settings",
     "StreamDiTPromptSchedule": "StreamDiT Prompt Schedule",
     "StreamDiTSampler": "StreamDiT Stream Sampler",

@@ -132,6 +132,7 @@ class StreamDiTVideoEdit:
             new = True
             host.log.info("streamdit: editing %s at strength %g (asked %g), latency %d frames", stream.source.name,
                           stream.strength, strength, stream.latency_frames)
+        entry.models = model.patchers
         entry.runs += 1
         entry.touch()
         source = stream.source

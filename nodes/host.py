@@ -24,6 +24,16 @@ try:
 except ImportError:
     comfy_utils = None
 
+try:  # both hosts (March 2024 and now) wrap models in ModelPatcher for the memory manager
+    import comfy.model_patcher as model_patcher  # type: ignore
+except ImportError:
+    model_patcher = None
+
+try:
+    from comfy.cli_args import args as cli_args  # type: ignore
+except ImportError:
+    cli_args = None
+
 try:
     from server import PromptServer  # type: ignore
 except ImportError:
@@ -208,12 +218,13 @@ def save_path(prefix: str, width: int, height: int) -> tuple[str, str, int, str]
 
 # -- memory ------------------------------------------------------------------------------------
 def on_free_request(callback: Callable[[], None]) -> bool:
-    """Call `callback` when the user asks ComfyUI to free memory (POST /free, the Manager's buttons).
+    """Call `callback` when the user asks ComfyUI to free memory (POST /free, the Manager's buttons) and when core
+    unloads everything after an out-of-memory error (the newest host; the March-2024 host has no such path).
 
-    Both hosts (March 2024 and now) answer /free in main.prompt_worker by calling
-    comfy.model_management.unload_all_models(); we wrap that function and act only when the caller
-    is the prompt worker, so a --disable-smart-memory host (which calls it after every prompt)
-    does not drop the streams between runs.
+    Both hosts answer /free in main.prompt_worker by calling comfy.model_management.unload_all_models(); the
+    newest one also calls it from execution's error handler, inside the `except` of an OOM. We wrap that function
+    and act only for those two callers, so a --disable-smart-memory host (which calls it after every prompt) does
+    not drop the streams between runs.
     """
     mm = model_management
     if mm is None or not hasattr(mm, "unload_all_models"):
@@ -227,7 +238,7 @@ def on_free_request(callback: Callable[[], None]) -> bool:
     def unload_all_models(*args, **kwargs):
         result = original(*args, **kwargs)
         caller = sys._getframe(1).f_code.co_name
-        if caller == "prompt_worker":
+        if caller == "prompt_worker" or is_out_of_memory(sys.exc_info()[1]):
             for cb in list(unload_all_models._streamdit_callbacks):
                 try:
                     cb()
@@ -239,6 +250,12 @@ def on_free_request(callback: Callable[[], None]) -> bool:
     unload_all_models.__wrapped__ = original
     mm.unload_all_models = unload_all_models
     return True
+
+
+def is_out_of_memory(exc: BaseException | None) -> bool:
+    """exc is the out-of-memory error core handles (torch's CUDA OOM; a bare Exception on hosts without one is not)."""
+    oom = getattr(model_management, "OOM_EXCEPTION", None)
+    return exc is not None and isinstance(oom, type) and oom is not Exception and isinstance(exc, oom)
 
 
 def add_routes(register: Callable[[object], None]) -> bool:

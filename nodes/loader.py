@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from ..streamdit.network.config import DTYPES
 from ..streamdit.pipeline import Pipeline, default_model_path, default_teacher_path
 from ..streamdit.sampling.families import FAMILIES, get_family
 from ..streamdit.wan.loading import is_streamdit_file, load_decoder
-from . import host
+from . import host, memory
 
 EMBEDDED = "streamdit-toy (embedded)"
 EMBEDDED_TEACHER = "streamdit-toy-teacher (embedded; 4 micro steps, set cfg 1.5)"
@@ -28,6 +29,7 @@ class LoadedModel:
     pipeline: Pipeline  # carries this loader's per-stream settings (attention, compile) and family
     name: str
     identity: tuple  # weights, decoder and family: streams are only continued on the same model
+    patchers: tuple = ()  # ComfyUI ModelPatchers of its networks, loaded through core before each run (nodes/memory)
 
     @property
     def text_dims(self) -> tuple[int, int]:
@@ -43,51 +45,78 @@ class LoadedModel:
         return self.pipeline.describe() + (" (untrained: noise-like frames)" if self.pipeline.untrained else "")
 
 
-# Loaded weights, keyed only by what changes them (file, modification time, device, dtype, the .pt entry, a
-# LoRA): loaders that differ in attention, compile, decoder or a family reading the same entry share one copy.
+@dataclass
+class _Weights:
+    pipeline: Pipeline  # without an external decoder (a Wan file's decoder lives in _decoders)
+    own_codec: bool  # a StreamDiT file (or random model) with its own codec
+    patcher: object  # its network's ModelPatcher (None without a host)
+
+
+# Loaded weights: one copy per file, keyed by what changes them (modification time, device, dtype, the .pt entry, a
+# LoRA): loaders that differ in attention, compile, decoder or a family reading the same entry share it, and a loader
+# whose dtype, device or LoRA changed replaces the file's copy instead of keeping a second one. Decoders: the most
+# recently chosen one per device.
 _cache_lock = threading.Lock()
-_weights: dict[tuple, tuple[Pipeline, str | None]] = {}  # key -> (pipeline, the decoder file it was loaded with)
-_decoders: dict[tuple, object] = {}  # (decoder file, mtime, device) -> codec
+_weights: dict[tuple, _Weights] = {}
+_decoders: dict[tuple, tuple[object, object]] = {}  # (decoder file, mtime, device) -> (codec, patcher)
 
 
 def clear_model_cache() -> None:
     with _cache_lock:
+        for w in _weights.values():
+            memory.forget(w.patcher)
+        for _, patcher in _decoders.values():
+            memory.forget(patcher)
         _weights.clear()
         _decoders.clear()
 
 
-def _decoder(path: str, device: str):
+def _decoder(path: str, device: str, codec=None) -> tuple[object, object]:
+    """(codec, patcher) of a decoder file; a decoder already loaded with a model file comes as `codec`."""
     key = (*host.file_identity(path), device)
     if key not in _decoders:
-        _decoders[key] = load_decoder(path, device)
+        for old in [k for k in _decoders if k[2] == device]:
+            memory.forget(_decoders.pop(old)[1])
+        if codec is None:
+            memory.free_for(os.path.getsize(path), device)
+            codec = load_decoder(path, device)
+        _decoders[key] = (codec, memory.patcher_for(codec, device))
     return _decoders[key]
 
 
 def shared_pipeline(source: str, device: str, dtype: torch.dtype, decoder: str | None, family: str | None,
-                    lora: str | None) -> Pipeline:
-    """The pipeline of these weights with `decoder` (None: the model's own codec) streamed as `family`; weights
-    are loaded once per (file, mtime, device, dtype, .pt entry, LoRA). source: a file or "random:<preset>"."""
+                    lora: str | None) -> tuple[Pipeline, tuple]:
+    """(the pipeline of these weights with `decoder` (None: the model's own codec) streamed as `family`, the
+    ModelPatchers of its networks). source: a file or "random:<preset>"."""
     entry = get_family(family).state_key if family and str(source).endswith(TORCH_FILES) else None
     key = (*host.file_identity(source), device, str(dtype), entry, host.file_identity(lora) if lora else None)
     with _cache_lock:
         if key not in _weights:
+            for old in [k for k in _weights if k[0] == source]:  # this file in another dtype, device or LoRA
+                memory.forget(_weights.pop(old).patcher)
             own = source.startswith("random:") or is_streamdit_file(source)
             first = None if own else decoder  # a Wan file has no codec of its own: load it with the one asked
+            if not source.startswith("random:"):
+                memory.free_for(os.path.getsize(source), device)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the random-fallback warning: the description says it
                 pipe = Pipeline.load(source, decoder=first, device=device, dtype=dtype, family=family, lora=lora)
             if first is not None:
-                _decoders[(*host.file_identity(first), device)] = pipe.bundle.codec
-            _weights[key] = (pipe, first)
-        pipe, loaded_with = _weights[key]
-        if decoder is not None and decoder != loaded_with:
-            pipe = pipe.with_decoder(_decoder(decoder, device))
-        elif decoder is None and loaded_with is not None:
+                _decoder(first, device, pipe.bundle.codec)
+                pipe = dataclasses.replace(pipe, bundle=dataclasses.replace(pipe.bundle, codec=None))
+            _weights[key] = _Weights(pipe, own, memory.patcher_for(pipe.bundle.model, device))
+        cached = _weights[key]
+        pipe, patchers = cached.pipeline, [cached.patcher]
+        if decoder is not None:
+            codec, patcher = _decoder(decoder, device)
+            pipe = pipe.with_decoder(codec)
+            patchers.append(patcher)
+        elif not cached.own_codec:
             raise ValueError(f"{source} has no decoder of its own: choose a Wan 2.1 VAE (wan_2.1_vae.safetensors) "
                              "or a TAEHV decoder (taew2_1.safetensors) as the decoder")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pipe.with_family(family)
+        return pipe.with_family(family), tuple(p for p in patchers if p is not None)
 
 
 def device_choices() -> list[str]:
@@ -113,8 +142,13 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """auto: what core's --fp32-unet / --bf16-unet / --fp16-unet says, else float32 on a CPU and bfloat16 (or float16)
+    on a GPU."""
     if dtype != "auto":
         return DTYPES[dtype]
+    flag = memory.unet_dtype_flag()
+    if flag is not None:
+        return flag
     if torch.device(device).type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
@@ -154,7 +188,8 @@ class StreamDiTModelLoader:
                     "tooltip": "Where the model runs. auto = the device ComfyUI uses (the CPU under --cpu)."}),
                 "dtype": (["auto", *DTYPES], {
                     "default": "auto",
-                    "tooltip": "Weight precision. auto = float32 on a CPU, bfloat16 (or float16) on a GPU."}),
+                    "tooltip": "Weight precision. auto = what ComfyUI's --bf16-unet / --fp16-unet / --fp32-unet "
+                               "says, else float32 on a CPU, bfloat16 (or float16) on a GPU."}),
                 "attention": (backend_choices(), {
                     "default": "auto",
                     "tooltip": "Attention kernel. auto picks the fastest one available; the list only shows "
@@ -222,10 +257,10 @@ class StreamDiTModelLoader:
             lora_file = host.lora_path(lora)
             if lora_file is None:
                 raise FileNotFoundError(f"LoRA file {lora!r} was not found in models/loras; press Refresh")
-        pipe = shared_pipeline(source, dev, dt, decoder_file, chosen, lora_file)
+        pipe, patchers = shared_pipeline(source, dev, dt, decoder_file, chosen, lora_file)
         pipe = dataclasses.replace(pipe, attention=attention, compile=bool(compile))
         identity = (host.file_identity(source), dev, str(dt), host.file_identity(decoder_file), pipe.family.name,
                     host.file_identity(lora_file) if lora_file else None)
-        loaded = LoadedModel(pipe, model, identity)
+        loaded = LoadedModel(pipe, model, identity, patchers)
         host.log.info("streamdit: %s", loaded.describe())
         return (loaded,)

@@ -32,6 +32,7 @@ class Entry:
     last_used: float = field(default_factory=time.time)
     busy: bool = False  # a run is generating frames right now (never evicted then)
     temp_files: list[str] = field(default_factory=list)  # spools of finished runs, deleted on free
+    models: tuple = ()  # ModelPatchers of the stream's networks, loaded through ComfyUI before each run
 
     def touch(self) -> None:
         self.last_used = time.time()

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..streamdit.io.video import to_uint8
-from . import host, registry
+from . import host, memory, registry
 
 FRAMES_TYPE = "STREAMDIT_FRAMES"
 
@@ -144,6 +144,7 @@ class StreamRun:
 
     def _generate(self) -> None:
         entry, stream = self.entry, self.entry.stream
+        memory.load(entry.models)  # listed as in use; core makes room for them (or reloads them if it unloaded them)
         sinks = self._open_sinks()
         if self.spool is not None:
             sinks["__spool__"] = self.spool

@@ -65,6 +65,7 @@ class StreamDiTSampler:
             apply_live_changes(entry, prompt)
             entry.stream.set_runtime(model.pipeline.attention, model.pipeline.compile)
             entry.cleanup()  # spools of earlier runs
+        entry.models = model.patchers
         entry.runs += 1
         entry.touch()
         return (StreamRun(entry, frames, unique_id, stream_id.strip() or "default", graph, extra_pnginfo, new, SINKS),)

@@ -188,19 +188,21 @@ def test_loaders_differing_in_kernel_compile_decoder_or_family_share_one_copy_of
     loader = sys.modules["ComfyUI_StreamDiT_pack.nodes.loader"]
     loader.clear_model_cache()
     dit, vae, taew = (str(files / n) for n in ("wan_dit_comfy.safetensors", "wan_vae.safetensors", "taew.pth"))
-    a = loader.shared_pipeline(dit, "cpu", torch.float32, vae, None, None)
-    b = loader.shared_pipeline(dit, "cpu", torch.float32, taew, "self-forcing", None)  # same tensors, other family
+    a, _ = loader.shared_pipeline(dit, "cpu", torch.float32, vae, None, None)
+    b, _ = loader.shared_pipeline(dit, "cpu", torch.float32, taew, "self-forcing", None)  # same tensors, other family
     storage = [p.data_ptr() for p in a.bundle.model.parameters()]
     assert a.bundle.model is b.bundle.model and storage == [p.data_ptr() for p in b.bundle.model.parameters()]
     # (the pack's own import of the engine: compare class names)
     assert (type(a.bundle.codec).__name__, type(b.bundle.codec).__name__) == ("WanVAECodec", "TAEHVCodec")
     assert (a.family.name, b.family.name) == ("wan", "self-forcing")
-    again = loader.shared_pipeline(dit, "cpu", torch.float32, vae, None, None)
-    assert again.bundle.codec is a.bundle.codec  # decoders are loaded once too
+    again, _ = loader.shared_pipeline(dit, "cpu", torch.float32, taew, None, None)
+    assert again.bundle.codec is b.bundle.codec  # the decoder in use is loaded once too
+    assert [c for c, _ in loader._decoders.values()] == [b.bundle.codec]  # a changed decoder: the old one is let go
     with pytest.raises(ValueError, match="no decoder of its own"):
         loader.shared_pipeline(dit, "cpu", torch.float32, None, None, None)
-    other_dtype = loader.shared_pipeline(dit, "cpu", torch.bfloat16, vae, None, None)
-    assert other_dtype.bundle.model is not a.bundle.model  # what changes the weights gets its own copy
+    other_dtype, _ = loader.shared_pipeline(dit, "cpu", torch.bfloat16, vae, None, None)
+    assert other_dtype.bundle.model is not a.bundle.model  # what changes the weights gets its own copy...
+    assert [w.pipeline.bundle.model for w in loader._weights.values()] == [other_dtype.bundle.model]  # ...in place
 
     # attention kernel and compile are per stream: the shared module is never changed
     text = ExternalTextEncoder(lambda p: torch.zeros(3, CFG.text_dim), CFG.text_dim, CFG.text_len)

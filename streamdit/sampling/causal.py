@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..network.model import apply_rope, frame_rotation, rope_table
-from .denoiser import EmbeddingCache, Weights
+from .denoiser import EmbeddingCache, Weights, network_device
 from .partition import Partition
 
 BUFFER_MASKS = ("block-causal", "none")
@@ -370,7 +370,7 @@ class CausalDenoiser:
             cfg = self.model.config
             ph, pw = cfg.patch_size[1:]
             grid_hw = (x.shape[2] // ph, x.shape[3] // pw)
-            dev = next(self.model.parameters()).device
+            dev = network_device(self.model)
             self.cache = KVCache(self.spec, self.partition, grid_hw[0] * grid_hw[1], cfg.num_layers, cfg.num_heads,
                                  cfg.head_dim, grid_hw=grid_hw, device=dev, dtype=self.dtype)
             if self._saved is not None:
@@ -379,7 +379,7 @@ class CausalDenoiser:
         return self.cache
 
     def _forward(self, x: Tensor, t: Tensor, weights: Weights, mask: Tensor | None) -> Tensor:
-        dev = next(self.model.parameters()).device
+        dev = network_device(self.model)
         cond = self.text.blend(weights).to(dev, self.dtype).unsqueeze(0)
         self.calls += 1
         out = self.model.forward_cached(x.to(dev, self.dtype).unsqueeze(0), t.to(dev).unsqueeze(0), cond, self.cache,
@@ -451,5 +451,5 @@ class CausalDenoiser:
     def load_state_dict(self, state: dict) -> None:
         self.cache, self._saved = None, state.get("cache")
         h = state.get("history")
-        self.history = None if h is None else h.to(next(self.model.parameters()).device)
+        self.history = None if h is None else h.to(network_device(self.model))
         self.written_under = tuple((str(p), float(w)) for p, w in state.get("written_under", []))

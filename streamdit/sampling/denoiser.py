@@ -11,6 +11,13 @@ from ..network.text import TextEncoder
 Weights = tuple[tuple[str, float], ...]
 
 
+def network_device(model: nn.Module) -> torch.device:
+    """Where the network computes: its own answer where it has one (a host's model that may keep some weights
+    elsewhere, see nodes/core_model.py) or where its weights are."""
+    dev = getattr(model, "compute_device", None)
+    return torch.device(dev) if dev is not None else next(model.parameters()).device
+
+
 class EmbeddingCache:
     """Text embeddings per prompt, computed only when a prompt is new (LRU)."""
 
@@ -64,7 +71,7 @@ class ModelDenoiser:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, weights: Weights) -> torch.Tensor:
-        dev = next(self.model.parameters()).device
+        dev = network_device(self.model)
         t = (sigma * 1000).to(torch.float32).to(dev).unsqueeze(0)  # [1, F]
         cond = self.text.blend(weights).to(dev).unsqueeze(0)
         xb = x.to(dev, self.dtype).unsqueeze(0)
