@@ -16,7 +16,8 @@ import sys  # noqa: E402
 PACK = sys.modules["ComfyUI_StreamDiT_pack"]
 NODES = PACK.NODE_CLASS_MAPPINGS
 EXPECTED = {"StreamDiTModelLoader", "StreamDiTBufferSettings", "StreamDiTPromptSchedule", "StreamDiTSampler",
-            "StreamDiTLivePreview", "StreamDiTSaveVideo", "StreamDiTFramesToImage", "StreamDiTVideoEdit"}
+            "StreamDiTLivePreview", "StreamDiTSaveVideo", "StreamDiTFramesToImage", "StreamDiTVideoEdit",
+            "StreamDiTCoreModel"}
 
 
 def test_pack_entry_point():

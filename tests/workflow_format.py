@@ -22,8 +22,17 @@ CORE_NODES = {
                                            "pixart", "cosmos", "lumina2", "wan", "hidream", "chroma", "ace",
                                            "omnigen2", "qwen_image", "hunyuan_image"], {})},
                     "optional": {"device": (["default", "cpu"], {"advanced": True})}}, ("CLIP",)),
+    # nodes.py UNETLoader, LoraLoaderModelOnly, VAELoader of v0.3.64
+    "UNETLoader": ({"required": {"unet_name": ([], {}),
+                                 "weight_dtype": (["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"], {})}},
+                   ("MODEL",)),
+    "LoraLoaderModelOnly": ({"required": {"model": ("MODEL", {}), "lora_name": ([], {}),
+                                          "strength_model": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0,
+                                                                       "step": 0.01})}}, ("MODEL",)),
+    "VAELoader": ({"required": {"vae_name": ([], {})}}, ("VAE",)),
 }
-FILE_INPUTS = {("StreamDiTModelLoader", "model"), ("StreamDiTModelLoader", "decoder"), ("CLIPLoader", "clip_name")}
+FILE_INPUTS = {("StreamDiTModelLoader", "model"), ("StreamDiTModelLoader", "decoder"), ("CLIPLoader", "clip_name"),
+               ("UNETLoader", "unet_name"), ("LoraLoaderModelOnly", "lora_name"), ("VAELoader", "vae_name")}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 MUTED, BYPASSED = 2, 4
 

@@ -152,3 +152,29 @@ def test_causal_family_and_wrong_models_are_refused_with_the_reason(host, client
     del g["1"]["inputs"]["vae"]
     err = client.run(g).error()
     assert err and "no VAE is connected" in err["exception_message"]
+
+
+def test_bundled_workflow_runs_with_tiny_stand_ins(host, client, core_files):
+    """"Wan from your ComfyUI models" as bundled, with the tiny DiT, LoRA and VAE and the stand-in umT5 in place of
+    the real files, at 48x32 for 13 frames; everything else as bundled."""
+    from graphs import load_api, load_ui, nodes_of
+
+    prompt, ui = load_api("wan2.1_from_comfyui_models"), load_ui("wan2.1_from_comfyui_models")
+    (unet,), (lora,), (vae,), (clip,) = (nodes_of(prompt, k) for k in ("UNETLoader", "LoraLoaderModelOnly",
+                                                                     "VAELoader", "CLIPLoader"))
+    (core,), (settings,), (sampler,) = (nodes_of(prompt, k) for k in ("StreamDiTCoreModel", "StreamDiTBufferSettings",
+                                                                     "StreamDiTSampler"))
+    assert prompt[core]["inputs"]["model"] == [lora, 0] and prompt[core]["inputs"]["vae"] == [vae, 0]
+    prompt[unet]["inputs"]["unet_name"] = DIT
+    prompt[lora]["inputs"]["lora_name"] = LORA
+    prompt[vae]["inputs"]["vae_name"] = VAE
+    prompt[clip] = {"class_type": "StreamDiTTestStandInUMT5", "inputs": {"dim": CFG.text_dim}}
+    prompt[settings]["inputs"].update(width=48, height=32)
+    prompt[sampler]["inputs"].update(seconds=0.8125)
+    run = client.run(prompt, extra_pnginfo={"workflow": ui}, timeout=300)
+    assert run.status == "success", failure(run)
+    (save,) = nodes_of(prompt, "StreamDiTSaveVideo")
+    (video,) = run.outputs[save]["videos"]
+    from streamdit.io.video import read_video
+    frames, fps = read_video(host.output_dir / video["subfolder"] / video["filename"])
+    assert frames.shape == (13, 32, 48, 3) and fps == 16 and frames.std() > 0
