@@ -68,11 +68,12 @@ def core_wan_config(model) -> ModelConfig:
     """The engine's ModelConfig of a core MODEL holding a Wan 2.1 text-to-video WanModel; a clear error otherwise."""
     dm = getattr(getattr(model, "model", None), "diffusion_model", None)
     kind = f"{type(dm).__module__}.{type(dm).__name__}" if dm is not None else type(model).__name__
-    if kind != "comfy.ldm.wan.model.WanModel" or getattr(dm, "model_type", None) != "t2v" or \
-            getattr(dm, "ref_conv", None) is not None:
-        raise ValueError(f"the connected MODEL is a {kind}{' (' + str(dm.model_type) + ')' if dm is not None and hasattr(dm, 'model_type') else ''}, "  # noqa: E501
-                         "not a Wan 2.1 text-to-video model: load wan2.1_t2v_*.safetensors with Load Diffusion Model "
-                         "(UNETLoader), or use the StreamDiT Model Loader for other checkpoints")
+    variant = getattr(dm, "model_type", None)
+    if kind != "comfy.ldm.wan.model.WanModel" or variant != "t2v" or getattr(dm, "ref_conv", None) is not None:
+        shown = kind + (f" ({variant})" if variant else "")
+        raise ValueError(f"the connected MODEL is a {shown}, not a Wan 2.1 text-to-video model: load "
+                         "wan2.1_t2v_*.safetensors with Load Diffusion Model (UNETLoader), or use the StreamDiT Model "
+                         "Loader for other checkpoints")
     return ModelConfig(dim=dm.dim, ffn_dim=dm.ffn_dim, num_heads=dm.num_heads, num_layers=dm.num_layers,
                        in_dim=dm.in_dim, out_dim=dm.out_dim, text_dim=dm.text_dim, text_len=dm.text_len,
                        freq_dim=dm.freq_dim, patch_size=tuple(dm.patch_size), eps=dm.eps, qk_norm=dm.qk_norm,

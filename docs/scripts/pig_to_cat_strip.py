@@ -9,9 +9,9 @@ import argparse
 import torch
 
 from streamdit.demo import frame_strip
-from streamdit.pipeline import Pipeline
 from streamdit.io.png import write_png
 from streamdit.io.video import read_video
+from streamdit.pipeline import Pipeline
 
 SOURCE = "workflows/media/pig_walking_right_on_grass.mp4"
 

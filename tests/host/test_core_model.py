@@ -89,8 +89,8 @@ def core_source(lora: bool = True, weight_dtype: str = "default", decoder: str =
 
 
 def own_source(decoder: str, model: str = MERGED, dtype: str = "float32") -> dict:
-    return {"1": {"class_type": "StreamDiTModelLoader",
-                  "inputs": {"model": model, "device": "auto", "dtype": dtype, "attention": "auto", "decoder": decoder}}}
+    inputs = {"model": model, "device": "auto", "dtype": dtype, "attention": "auto", "decoder": decoder}
+    return {"1": {"class_type": "StreamDiTModelLoader", "inputs": inputs}}
 
 
 def failure(run) -> str:

@@ -193,7 +193,7 @@ class StreamDiTTestOOM:
 
 
 class StreamDiTTestSetUnetFlag:
-    """Sets core's --bf16-unet / --fp16-unet / --fp32-unet flag as if the server had been started with it ('' clears)."""
+    """Sets core's --bf16-unet / --fp16-unet / --fp32-unet flag as if the server had been started with it ('': none)."""
     CATEGORY = "StreamDiT/testing"
     RETURN_TYPES = ()
     OUTPUT_NODE = True
