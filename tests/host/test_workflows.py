@@ -61,7 +61,8 @@ def test_template_browser_lists_the_bundled_workflows(host):
     except urllib.error.HTTPError as exc:
         assert exc.code == 404
         pytest.skip("this host has no template browser (ComfyUI before 2024-12)")
-    bundled = WORKFLOWS + ["pig_to_cat_edit", "wan2.1_1.3b_stream", "realtime_causal_stream", "wan2.1_video_to_video"]
+    bundled = WORKFLOWS + ["pig_to_cat_edit", "wan2.1_1.3b_stream", "realtime_causal_stream", "wan2.1_video_to_video",
+                           "wan2.1_from_comfyui_models"]
     assert sorted(templates.get(PACK_NAME, [])) == sorted(bundled)  # workflows/ only, one folder for both hosts
     assert host.get(f"/api/workflow_templates/{PACK_NAME}/text_to_stream.json") == load_ui("text_to_stream")
 
