@@ -178,3 +178,24 @@ def test_bundled_workflow_runs_with_tiny_stand_ins(host, client, core_files):
     from streamdit.io.video import read_video
     frames, fps = read_video(host.output_dir / video["subfolder"] / video["filename"])
     assert frames.shape == (13, 32, 48, 3) and fps == 16 and frames.std() > 0
+
+
+def edit_graph(source: dict, name: str) -> dict:
+    """Video Edit of the bundled pig clip (its first second) at 48x32, strength 0.5, captured as floats."""
+    g = graph(source, name, name)
+    del g["4"]
+    g["20"] = {"class_type": "StreamDiTVideoEdit",
+               "inputs": {"model": ["1", 0], "prompt": ["3", 0], "settings": ["2", 0], "strength": 0.5,
+                          "source_video": "example: a pig walking right on grass", "seed": 0, "fps": 16.0,
+                          "seconds": 1.0}}
+    g["7"]["inputs"]["frames"] = ["20", 0]
+    return g
+
+
+def test_core_model_and_vae_edit_video_as_the_merged_weights_do(host, client, core_files):
+    """Video-to-video on core's MODEL + LoRA and core's VAE (its encoder too) against the own loader's merged file."""
+    core, _ = captured(host, client, edit_graph(core_source(), "edit-core"), "edit-core")
+    own, _ = captured(host, client, edit_graph(own_source(core_files["vae"]), "edit-own"), "edit-own")
+    assert core.shape == own.shape == (16, 32, 48, 3)
+    diff = float((core - own).abs().max())
+    assert diff <= TOL, f"edit through core's MODEL and VAE vs the own loader: max |diff| {diff:.2e}"
