@@ -4,7 +4,7 @@ Cases: the shipped student streaming across a prompt change, the teacher at cfg 
 K = 2 reference frames, the noise cold start, an edit at strength 0.75 with cfg 2, and a save/restore in
 the middle of a stream. Frames are stored 2x2-average-pooled (float32) to keep the file small.
 
-Tolerance: 0 on the machine that recorded them (same CPU, torch and thread count), at most 1e-6 elsewhere
+Tolerance: 0 on the machine that recorded them (same CPU, torch and thread count), at most 5e-5 elsewhere
 (other CPUs take other SIMD paths). Re-record only for a deliberate output change, named in the commit:
     .venv/bin/python tests/test_golden.py --record
 """
@@ -107,7 +107,10 @@ def test_golden_outputs(case):
     got = _pool(CASES[case]())
     want = recorded[case]
     assert got.shape == want.shape, f"{case}: {tuple(got.shape)} frames, recorded {tuple(want.shape)}"
-    tol = 0.0 if where == machine() else 1e-6
+    # another CPU takes other float32 kernel paths (vector widths, FMA), and a stream feeds its outputs back: measured
+    # up to 4.05e-6 on an AMD EPYC against the Intel Xeon recording; 5e-5 (1/80 of an 8-bit level) still catches any
+    # change of behaviour, which moves frames by 1e-3 or more
+    tol = 0.0 if where == machine() else 5e-5
     err = (got - want).abs().max().item()
     assert err <= tol, f"{case}: outputs moved by {err:.3g} (tolerance {tol:g}; recorded on {where})"
 
