@@ -16,15 +16,23 @@ from . import host
 WHOLE = "_streamdit_whole"
 
 
-def patcher_for(module: torch.nn.Module, device: str | torch.device, whole: bool = True):
-    """A ModelPatcher over `module` (loaded on `device`), or None without a host."""
+def _device(device: str | torch.device) -> torch.device:
+    """With its index: core compares devices with ==, and torch.device("cuda") != torch.device("cuda:0")."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def patcher_for(module: torch.nn.Module, device: str | torch.device):
+    """A ModelPatcher over one of the pack's modules (loaded whole on `device`), or None without a host."""
     mp, mm = host.model_patcher, host.model_management
     if mp is None or mm is None:
         return None
-    dev = torch.device(device)
+    dev = _device(device)
     offload = dev if dev.type == "cpu" else mm.unet_offload_device()
     patcher = mp.ModelPatcher(module, load_device=dev, offload_device=offload)
-    setattr(patcher, WHOLE, whole)
+    setattr(patcher, WHOLE, True)
     return patcher
 
 
@@ -64,7 +72,7 @@ def free_for(nbytes: int, device: str | torch.device) -> None:
     if mm is None or nbytes <= 0:
         return
     try:
-        mm.free_memory(nbytes, torch.device(device))
+        mm.free_memory(nbytes, _device(device))
     except Exception as exc:
         host.log.debug("streamdit: free_memory failed: %s", exc)
 
