@@ -197,6 +197,8 @@ def cmd_eval(args) -> int:
     import json
 
     from .evaluation import EvalSettings, evaluate_model, render_markdown
+    from .evaluation.log import append_log, check_sealed, file_sha256, log_entry
+    from .evaluation.report import groups, model_name, plot_models, result_key
     from .pipeline import Pipeline, default_model_path, default_teacher_path
 
     results = {}
@@ -210,24 +212,32 @@ def cmd_eval(args) -> int:
         models["student"] = str(default_model_path())
         if default_teacher_path() is not None:
             models["teacher"] = str(default_teacher_path())
+    seeds = "dev" if args.dev else args.seed_set
+    log = args.log or (Path(args.json).with_name("eval-log.jsonl") if args.json else Path("docs/eval-log.jsonl"))
+    shas = {name: file_sha256(path) for name, path in models.items()}
+    if seeds == "sealed":  # refuse before measuring anything
+        for name, path in models.items():
+            check_sealed(log, shas[name], f"{name} = {path}", args.rescore_sealed)
     for name, path in models.items():
         pipe = Pipeline.load(path, device=args.device, compile=args.compile)
         meta = pipe.bundle.meta
         cfg = args.cfg if args.cfg is not None else float(meta.get("cfg_scale", 1.0))
         s = EvalSettings(clips_per_scene=args.clips_per_scene, scenes=args.scenes, clip_seconds=args.seconds,
                          long_streams=args.long_streams, long_seconds=args.long_seconds,
-                         change_streams=args.change_streams, cfg_scale=cfg,
-                         seed_set="dev" if args.dev else "test")
+                         change_streams=args.change_streams, cfg_scale=cfg, seed_set=seeds, judge=args.judge)
         r = evaluate_model(pipe, s, name)
-        r["path"] = path
-        results[name] = r
-        a = r["adherence"]
-        print(f"{name}: animal {a['animal']['value']:.3f} background {a['background']['value']:.3f} "
-              f"motion {a['motion']['value']:.3f}; last 10 s animal {r['long']['last']['animal']['value']:.3f}; "
-              f"pig->cat {r['change']['cat_after']['value']:.3f} ({r['seconds']:.0f} s)")
-    header = ("# Evaluation\n\nWritten by `python -m streamdit eval` (judge: `streamdit/toyworld/judge.py`; "
-              "seeds: held-out `eval_seed`, never used in training). Models: "
-              + ", ".join(f"{n} = `{Path(r['path']).name}`" for n, r in results.items()) + ".\n")
+        r.update(path=path, sha256=shas[name])
+        results[result_key(name, args.judge, seeds, results)] = r
+        append_log(log, log_entry(name, path, shas[name], r))
+        a, last = r["adherence"], r["long"]["last"]
+        print(f"{name} ({seeds}, judge {args.judge}): " + " ".join(
+            f"{k} {a[k]['value']:.3f}" for k in ("animal", "background", "motion", "one_sprite", "all") if k in a)
+            + f"; last 10 s animal {last['animal']['value']:.3f}; pig->cat {r['change']['cat_after']['value']:.3f} "
+            f"({r['seconds']:.0f} s; logged to {log})")
+    files = {model_name(k, r): Path(r["path"]).name for k, r in results.items()}
+    header = ("# Evaluation\n\nWritten by `python -m streamdit eval` (seed sets: `streamdit/toyworld/seed_sets.py`; "
+              "every scoring run is a line of [eval-log.jsonl](eval-log.jsonl)). Models: "
+              + ", ".join(f"{n} = `{f}`" for n, f in files.items()) + ".\n")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(render_markdown(results, header))
@@ -235,11 +245,10 @@ def cmd_eval(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
         print(f"wrote {args.json}")
-    if args.plot:
-        from .evaluation.report import plot_models
-
+    if args.plot and results:  # the first section's models (judge v2 on sealed, when there)
+        (judge, seed_name), first = next(iter(groups(results).items()))
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        if plot_models(results, args.plot):
+        if plot_models(first, args.plot, f"judge {judge}, {seed_name} set"):
             print(f"wrote {args.plot}")
     return 0
 
@@ -449,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--strip", default="demo-strip.png", help="frame strip PNG (one frame per --strip-every s)")
     d.add_argument("--strip-every", type=float, default=1.0)
     d.set_defaults(func=cmd_demo)
-    e = sub.add_parser("eval", help="judge a toy-world model on held-out seeds and write the tables")
+    e = sub.add_parser("eval", help="judge a toy-world model on a held-out seed set and write the tables")
     e.add_argument("--model", action="append", help="NAME=PATH (repeat); default: the embedded student and teacher")
     e.add_argument("--cfg", type=float, help="guidance scale (default: the model's own, 1 for the student)")
     e.add_argument("--clips-per-scene", type=int, default=1, help="clips per animal x action x background (48 scenes)")
@@ -458,8 +467,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--long-streams", type=int, default=12)
     e.add_argument("--long-seconds", type=float, default=60.0)
     e.add_argument("--change-streams", type=int, default=8)
-    e.add_argument("--dev", action="store_true", help="judge on the dev seeds (held out too, never in the "
-                                                      "reported tables): for tuning choices without touching them")
+    e.add_argument("--seed-set", choices=("dev", "sealed", "ci"), default="dev",
+                   help="streamdit/toyworld/seed_sets.py: dev (every decision), sealed (once per shipped model, "
+                        "sealed captions; refused for a file already in the log), ci (the regression test's)")
+    e.add_argument("--dev", action="store_true", help="the same as --seed-set dev")
+    e.add_argument("--judge", choices=("v1", "v2"), default="v2", help="v2 also counts sprites (docs/judge-v2.md)")
+    e.add_argument("--log", help="append-only log, one line per scored model (default: eval-log.jsonl beside --json)")
+    e.add_argument("--rescore-sealed", action="store_true",
+                   help="score a model file on the sealed set again although the log has it scored there")
     e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_compile_arg(e, " (same scores to float rounding)")
     e.add_argument("--out", default="docs/eval.md")

@@ -146,11 +146,14 @@ def test_stream_scores_count_streams_not_frames_and_old_results_are_marked():
     assert stream_rate([10, 10], [10, 10])["ci95"][0] < 0.9  # all held, but only two streams
     r = evaluate_model(RenderPipe(), QUICK, "renders")
     assert r["long"]["last"]["animal"]["interval"] == "streams" and len(r["change"]["streams"]) == 2
-    old = {**r, "change": {k: v for k, v in r["change"].items() if k != "streams"}}
+    # a result written before per-stream records (judge v1 then, on what is now the dev set): in the history
+    old = {**r, "change": {k: v for k, v in r["change"].items() if k != "streams"},
+           "settings": {**r["settings"], "seed_set": "test", "judge": "v1"}}
     old["change"] = {**old["change"], "cat_after": {**old["change"]["cat_after"], "interval": None}}
     md = render_markdown({"new": r, "old": old})
     assert "| new | 2 | 1 s |" in md and "| old | - | 1 s |" in md and "]† |" in md
     assert md.count("†") == 2  # the legend and the old model's cat score
+    assert md.index("## Judge v2 on the dev set") < md.index("## History: judge v1 on the dev seeds")
 
 
 def test_impossible_eval_settings_are_refused_with_the_reason():
@@ -160,17 +163,112 @@ def test_impossible_eval_settings_are_refused_with_the_reason():
         EvalSettings(long_seconds=5.0)
     with pytest.raises(ValueError, match="longer than the delay"):
         EvalSettings(change_after=1.0)
-    with pytest.raises(ValueError, match="seed set 'train' is not one of test, dev"):
+    with pytest.raises(ValueError, match="seed set 'train' is not one of dev, sealed, ci"):
         EvalSettings(seed_set="train")
+    with pytest.raises(ValueError, match="judge 'v3' is not one of v1, v2"):
+        EvalSettings(judge="v3")
+    with pytest.raises(ValueError, match="the ci set has 6 clip seeds, 48 asked"):
+        EvalSettings(seed_set="ci")
+    EvalSettings(seed_set="ci", scenes=6, long_streams=2, change_streams=2)
     EvalSettings(long_streams=0, long_seconds=1.0)  # no long streams: their length does not matter
 
 
-def test_dev_seeds_are_held_out_and_disjoint_from_the_reported_ones():
-    from streamdit.evaluation.edit_scores import _EDIT
-    from streamdit.evaluation.scores import _seed
-    from streamdit.toyworld.world import is_eval_seed
+class RecordingPipe(RenderPipe):
+    """RenderPipe that notes every prompt and seed it is asked for."""
 
-    test = {_seed(EvalSettings(), i) for i in range(300_000)}
-    dev = {_seed(EvalSettings(seed_set="dev"), i) for i in range(300_000)}
-    assert all(map(is_eval_seed, dev)) and not test & dev
-    assert not dev & {_seed(EvalSettings(), _EDIT + i) for i in range(1000)}  # nor the edit eval's sources
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def stream(self, prompt, seed=0, micro_steps=None, cfg_scale=1.0):
+        self.calls.append((prompt, seed))
+        return super().stream(prompt, seed, micro_steps, cfg_scale)
+
+
+TINY = dict(scenes=2, clip_seconds=1.0, long_streams=1, long_seconds=2.0, window_seconds=1.0, change_streams=1,
+            change_before=1.0, change_after=1.5, change_delay=0.5, judge="v1")  # v1: cheapest, wiring only
+
+
+def test_seed_sets_choose_seeds_and_captions():
+    import random
+
+    from streamdit.evaluation.scores import scene_list
+    from streamdit.toyworld import canonical_caption
+    from streamdit.toyworld.seed_sets import DEV, SEALED, sealed_caption
+
+    runs = {}
+    for name in ("dev", "sealed", "sealed"):
+        pipe = RecordingPipe()
+        r = evaluate_model(pipe, EvalSettings(seed_set=name, **TINY))
+        runs.setdefault(name, []).append(pipe.calls)
+    scenes = scene_list(EvalSettings(**TINY))
+    long_scene, pig = ("pig", "walking right", "snow"), ("pig", "walking left", "grass")
+    dev = runs["dev"][0]
+    assert [seed for _, seed in dev] == [DEV.clips[0], DEV.clips[1], DEV.long_streams[0], DEV.change_streams[0]]
+    assert [p for p, _ in dev[:3]] == [canonical_caption(x) for x in (*scenes, long_scene)]
+    assert dev[3][0] == f"0s: {canonical_caption(pig)}\n1s: {canonical_caption(('cat', *pig[1:]))}"
+    sealed = runs["sealed"][0]
+    assert [seed for _, seed in sealed] == [SEALED.clips[0], SEALED.clips[1], SEALED.long_streams[0],
+                                           SEALED.change_streams[0]]
+    for (prompt, seed), scene in zip(sealed, (*scenes, long_scene)):  # drawn from the seed: reproducible
+        assert prompt == sealed_caption(scene, random.Random(seed)) != canonical_caption(scene)
+        assert parse_caption(prompt) == scene
+    rng = random.Random(SEALED.change_streams[0])
+    assert sealed[3][0] == f"0s: {sealed_caption(pig, rng)}\n1s: {sealed_caption(('cat', *pig[1:]), rng)}"
+    assert runs["sealed"][1] == sealed
+    assert r["adherence"]["clips"][0]["prompt"] == sealed[0][0] and r["settings"]["seed_set"] == "sealed"
+
+
+def test_judge_v2_counts_sprites_and_needs_all_four():
+    r = evaluate_model(RenderPipe(), EvalSettings(**{**TINY, "judge": "v2", "clip_seconds": 2.0}))
+    a = r["adherence"]
+    assert a["one_sprite"]["value"] == 1.0 and a["one_sprite_frames"]["interval"] == "streams"
+    assert a["all"]["value"] == 1.0 and set(r["long"]["last"]) >= {"one_sprite", "animal"}
+    assert "one_sprite_after" in r["change"] and r["long"]["no_drift"]["total"] == 1
+    # a clip with two sprites is not right on "all four", though animal, background and motion hold
+    from streamdit.evaluation.scores import adherence_rates
+
+    twice = [{**c, "one_sprite": False} if i == 0 else c for i, c in enumerate(a["clips"])]
+    assert adherence_rates(twice)["all"]["value"] == 0.5 and adherence_rates(twice)["animal"]["value"] == 1.0
+
+
+def test_log_appends_and_refuses_a_second_sealed_scoring(tmp_path):
+    from streamdit.cli import main
+    from streamdit.evaluation.log import append_log, check_sealed, file_sha256, log_entry, read_log
+
+    log, model, other = tmp_path / "log.jsonl", tmp_path / "m.safetensors", tmp_path / "o.safetensors"
+    model.write_bytes(b"weights")
+    other.write_bytes(b"other weights")
+    sha = file_sha256(model)
+    check_sealed(log, sha, "m")  # no log yet
+    r = evaluate_model(RenderPipe(), EvalSettings(seed_set="sealed", **TINY))
+    entry = log_entry("m", str(model), sha, r)
+    assert entry["seed_set"] == "sealed" and entry["judge"] == "v1" and entry["headline"]["adherence all"] == 1.0
+    append_log(log, {**entry, "seed_set": "dev"})
+    check_sealed(log, sha, "m")  # a dev scoring does not count
+    append_log(log, entry)
+    with pytest.raises(ValueError, match="scored on the sealed set already.*--rescore-sealed"):
+        check_sealed(log, sha, "m")
+    check_sealed(log, sha, "m", rescore=True)
+    check_sealed(log, file_sha256(other), "o")  # another file
+    assert [e["seed_set"] for e in read_log(log)] == ["dev", "sealed"]  # appended, never rewritten
+    # the command refuses before it loads or measures anything (this file is no model)
+    assert main(["eval", "--model", f"m={model}", "--seed-set", "sealed", "--log", str(log), "--out", "",
+                 "--json", "", "--plot", ""]) == 2
+    assert len(read_log(log)) == 2
+
+
+def test_result_keys_keep_every_kind_of_run_of_a_model():
+    from streamdit.evaluation.report import groups, model_name, result_key
+
+    v1 = {"settings": {"seed_set": "test"}}  # written before judge v2: judge v1, on what is now dev
+    v2_dev, v2_sealed = {"settings": {"seed_set": "dev", "judge": "v2"}}, {"settings": {"seed_set": "sealed",
+                                                                                          "judge": "v2"}}
+    assert result_key("student", "v2", "dev", {}) == "student"
+    assert result_key("student", "v2", "dev", {"student": v2_dev}) == "student"  # measured again: replaced
+    assert result_key("student", "v2", "dev", {"student": v1}) == "student (dev, judge v2)"  # v1 history kept
+    assert result_key("student", "v2", "sealed", {}) == "student (sealed, judge v2)"
+    assert model_name("student (sealed, judge v2)", v2_sealed) == "student" == model_name("student", v1)
+    both = {"student": v1, "student (sealed, judge v2)": v2_sealed}
+    assert list(groups(both)) == [("v2", "sealed"), ("v1", "dev")]
+    assert all(list(g) == ["student"] for g in groups(both).values())

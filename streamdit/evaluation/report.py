@@ -1,10 +1,18 @@
-"""The eval results as the markdown tables of docs/eval.md."""
+"""The eval results as the markdown tables of docs/eval.md: judge-v2 sections first, judge-v1 history below."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..io.plotting import pyplot
-from .scores import change_rates, long_stream_rates
+from .scores import NO_DRIFT, adherence_rates, change_rates, long_stream_rates
 
 TARGETS = {"adherence": 0.90, "long": 0.85, "change": 0.90, "student_gap": 0.05}
+_SET_ORDER = ("sealed", "dev", "ci")
+_SET_TEXT = {
+    "sealed": "seeds `seed_sets.SEALED`, scored once per shipped model (every scoring is a line of "
+              "[eval-log.jsonl](eval-log.jsonl)); prompts in the sealed caption word orders, which training never used",
+    "dev": "seeds `seed_sets.DEV`, the seeds every decision was made on (canonical captions)",
+    "ci": "seeds `seed_sets.CI`, the regression test's (canonical captions)"}
 
 
 def _pct(r: dict) -> str:
@@ -16,15 +24,46 @@ def _mark(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
+def run_kind(r: dict) -> tuple[str, str]:
+    """(judge, seed set) of a result; results written before judge v2 were judged by v1 on what is now dev."""
+    s = r["settings"]
+    seeds = s.get("seed_set", "test")
+    return s.get("judge", "v1"), "dev" if seeds == "test" else seeds
+
+
 def with_stream_intervals(r: dict) -> dict:
-    """A result whose long-stream and prompt-change scores carry stream-level intervals, recomputed from
-    its per-stream records (results written before those intervals existed carry frame-level ones)."""
+    """A result whose scores are recomputed from its per-clip and per-stream records (results written before
+    stream-level intervals or the no-drift share carry frame-level intervals or lack them)."""
     r = dict(r)
+    if r["adherence"].get("clips"):
+        r["adherence"] = {**r["adherence"], **adherence_rates(r["adherence"]["clips"])}
     if r["long"].get("streams"):
         r["long"] = {**r["long"], **long_stream_rates(r["long"]["streams"])}
     if r["change"].get("streams"):
         r["change"] = {**r["change"], **change_rates(r["change"]["streams"])}
     return r
+
+
+def result_key(name: str, judge: str, seeds: str, results: dict[str, dict]) -> str:
+    """The key of a new result among `results` (the eval's JSON): the model's name for the default kind (judge
+    v2 on dev), else the name and its kind, so a --merge keeps every kind of run of one model (an older kind
+    that holds the plain name keeps it too)."""
+    if (judge, seeds) == ("v2", "dev") and (name not in results or run_kind(results[name]) == (judge, seeds)):
+        return name
+    return f"{name} ({seeds}, judge {judge})"
+
+
+def model_name(key: str, r: dict) -> str:
+    judge, seeds = run_kind(r)
+    return key.removesuffix(f" ({seeds}, judge {judge})")
+
+
+def groups(results: dict[str, dict]) -> dict[tuple[str, str], dict[str, dict]]:
+    """{(judge, seed set): {model name: result}}, judge v2 first, sealed before dev before ci."""
+    out: dict[tuple[str, str], dict[str, dict]] = {}
+    for key, r in results.items():
+        out.setdefault(run_kind(r), {})[model_name(key, r)] = r
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0] != "v2", _SET_ORDER.index(kv[0][1]))))
 
 
 def _per_stream(rate: dict) -> str:
@@ -36,53 +75,74 @@ def _pct_streams(r: dict) -> str:
     return _pct(r) + ("" if r.get("interval") == "streams" else "†")
 
 
-def render_markdown(results: dict[str, dict], header: str = "") -> str:
-    """results: {model name: evaluate_model(...) result (plus 'path')}."""
-    results = {name: with_stream_intervals(r) for name, r in results.items()}
-    lines = [header] if header else []
-    lines += ["## Prompt adherence (one 3-second clip per animal x action x background, held-out seeds)", "",
-              "Percent of clips judged right, with 95% Wilson intervals.", "",
-              "| model | micro steps / cfg | clips | animal | background | motion | all three "
-              "| motion px/frame (renders) |",
-              "|---|---|---|---|---|---|---|---|"]
+def _first_last(lg: dict, k: str) -> str:
+    return f"{_pct_streams(lg['first'][k])} / {_pct_streams(lg['last'][k])}"
+
+
+def _cost(r: dict) -> float:
+    """Network passes per frame: micro steps, twice with guidance."""
+    return r["settings"]["micro_steps"] * (2 if r["settings"]["cfg_scale"] != 1 else 1)
+
+
+def _adherence_table(results: dict[str, dict], v2: bool) -> list[str]:
+    cols = "animal | background | motion | " + ("one sprite | all four | one-sprite frames" if v2 else "all three")
+    lines = ["| model | micro steps / cfg | clips | " + cols + " | motion px/frame (renders) |",
+             "|" + "---|" * (9 if v2 else 7) + "---|"]
     for name, r in results.items():
         a, st = r["adherence"], r["settings"]
-        lines.append(f"| {name} | {st['micro_steps']} / {st['cfg_scale']:g} | {a['all']['total']} "
-                     f"| {_pct(a['animal'])} | {_pct(a['background'])} | {_pct(a['motion'])} | {_pct(a['all'])} "
-                     f"| {a['speed']:.2f} ({a['truth_speed']:.2f}) |")
-    lines += ["", "## Long streams (60 s): first vs last 10 seconds", "",
-              "Animal and background: percent of frames; motion: percent of 3-second pieces. The 95% intervals "
-              "count each stream as one sample (Wilson, with the number of streams as the sample size): the frames "
-              "of one stream are not independent (a lost sprite stays lost), and a few streams cannot pin a share "
-              "down.", "",
-              "| model | streams | animal first / last | animal last 10 s, per stream | background first / last "
-              "| motion first / last | motion px/frame first / last |", "|---|---|---|---|---|---|---|"]
+        keys = ("animal", "background", "motion") + (("one_sprite", "all", "one_sprite_frames") if v2 else ("all",))
+        lines.append(f"| {name} | {st['micro_steps']} / {st['cfg_scale']:g} | {a['all']['total']} | "
+                     + " | ".join(_pct(a[k]) if k in a else "-" for k in keys)
+                     + f" | {a['speed']:.2f} ({a['truth_speed']:.2f}) |")
+    return lines
+
+
+def _long_table(results: dict[str, dict], v2: bool) -> list[str]:
+    most = max((len(r["long"]["streams"]) for r in results.values()), default=0)
+    cheapest = min((_cost(r) for r in results.values()), default=1)
+    lines = ["| model | streams | animal first / last | animal last 10 s, per stream | background first / last "
+             "| motion first / last | " + ("one-sprite frames first / last | no drift | " if v2 else "")
+             + "motion px/frame first / last |", "|" + "---|" * (9 if v2 else 7)]
     for name, r in results.items():
         lg = r["long"]
+        n = len(lg["streams"])
+        if not n:
+            continue
+        count = str(n)
+        if v2 and n < most:  # a costlier model runs fewer streams: say so where its numbers are
+            count = f"{n}: the first {n} of {most} ({_cost(r) / cheapest:g}x the cost per frame)"
         f, la = lg["first"], lg["last"]
-        lines.append(f"| {name} | {len(lg['streams'])} | {_pct_streams(f['animal'])} / {_pct_streams(la['animal'])} "
-                     f"| {_per_stream(la['animal'])} "
-                     f"| {_pct_streams(f['background'])} / {_pct_streams(la['background'])} "
-                     f"| {_pct_streams(f['motion'])} / {_pct_streams(la['motion'])} "
-                     f"| {f['speed']:.2f} / {la['speed']:.2f} |")
-    lines += ["", "## Prompt change pig -> cat", "",
-              "Percent of frames judged a cat from the delay after the change to the end of the stream; the pig "
-              "before the change and the background after it as checks. Intervals over streams as above; † marks "
-              "a frame-level Wilson interval (a run that did not record its streams one by one).", "",
-              "| model | streams | delay | cat after | cat after, per stream | pig before | background kept |",
-              "|---|---|---|---|---|---|---|"]
+        extra = ""
+        if v2:
+            nd = lg["no_drift"]
+            extra = (f"{_first_last(lg, 'one_sprite') if 'one_sprite' in la else '-'} "
+                     f"| {nd['hits']} of {nd['total']}: {_pct(nd)} | ")
+        lines.append(f"| {name} | {count} | {_first_last(lg, 'animal')} | {_per_stream(la['animal'])} "
+                     f"| {_first_last(lg, 'background')} | {_first_last(lg, 'motion')} | {extra}"
+                     f"{f['speed']:.2f} / {la['speed']:.2f} |")
+    return lines
+
+
+def _change_table(results: dict[str, dict], v2: bool) -> list[str]:
+    lines = ["| model | streams | delay | cat after | cat after, per stream | pig before | background kept |"
+             + (" one sprite after |" if v2 else ""), "|" + "---|" * (8 if v2 else 7)]
     for name, r in results.items():
         c = r["change"]
         n = len(c["streams"]) if c.get("streams") else "-"
+        one = f" {_pct_streams(c['one_sprite_after'])} |" if "one_sprite_after" in c else " - |"
         lines.append(f"| {name} | {n} | {c['delay_seconds']:g} s | {_pct_streams(c['cat_after'])} "
                      f"| {_per_stream(c['cat_after']) or '-'} | {_pct_streams(c['pig_before'])} "
-                     f"| {_pct_streams(c['background_after'])} |")
-    lines += ["", "## Against the targets", "", "| model | adherence >= 90% (each) | last 10 s >= 85% (each) "
-              "| pig -> cat >= 90% |", "|---|---|---|---|"]
+                     f"| {_pct_streams(c['background_after'])} |" + (one if v2 else ""))
+    return lines
+
+
+def _targets(results: dict[str, dict]) -> list[str]:
+    lines = ["| model | adherence >= 90% (each) | last 10 s >= 85% (each) | pig -> cat >= 90% |", "|---|---|---|---|"]
     for name, r in results.items():
         a, la, c = r["adherence"], r["long"]["last"], r["change"]
-        lines.append(f"| {name} | {_mark(min(a[k]['value'] for k in ('animal', 'background', 'motion')) >= 0.9)} "
-                     f"| {_mark(min(la[k]['value'] for k in ('animal', 'background', 'motion')) >= 0.85)} "
+        keys = [k for k in ("animal", "background", "motion", "one_sprite") if k in a]
+        long_ok = _mark(min(la[k]["value"] for k in keys if k in la) >= 0.85) if r["long"]["streams"] else "-"
+        lines.append(f"| {name} | {_mark(min(a[k]['value'] for k in keys) >= 0.9)} | {long_ok} "
                      f"| {_mark(c['cat_after']['value'] >= 0.9)} |")
     if "student" in results and "teacher" in results:
         teacher, student, n = shared_streams(results["teacher"], results["student"])  # cut once, here
@@ -91,14 +151,111 @@ def render_markdown(results: dict[str, dict], header: str = "") -> str:
         on = f" (long streams compared on the {n} both ran)" if n else ""
         lines += ["", f"Student vs teacher: largest drop {100 * worst:.1f} points ({max(gaps, key=gaps.get)}){on}; "
                   f"target within 5 points: {_mark(worst <= TARGETS['student_gap'])}."]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+_BESIDE = (("clips: animal", "adherence", "animal"), ("clips: background", "adherence", "background"),
+           ("clips: motion", "adherence", "motion"), ("clips: one sprite", "adherence", "one_sprite"),
+           ("clips: all (v2 four, v1 three)", "adherence", "all"), ("last 10 s: animal", "last", "animal"),
+           ("last 10 s: background", "last", "background"), ("last 10 s: motion", "last", "motion"),
+           ("last 10 s: one-sprite frames", "last", "one_sprite"), ("streams without drift", "long", "no_drift"),
+           ("pig -> cat: cat after", "change", "cat_after"),
+           ("pig -> cat: one sprite after", "change", "one_sprite_after"))
+
+
+def _beside_v1(new: dict[str, dict], old: dict[str, dict], seeds: str) -> list[str]:
+    """Each re-scored model's judge-v2 numbers beside its judge-v1 numbers (same model file)."""
+    pairs = [(n, r, old[n]) for n, r in new.items()
+             if n in old and Path(str(old[n].get("path"))).name == Path(str(r.get("path"))).name]
+    if not pairs:
+        return []
+
+    def cell(r, group, k):
+        part = r["long"]["last"] if group == "last" else r[group]
+        if not part or k not in part or (group in ("last", "long") and not r["long"].get("streams")):
+            return "-"
+        return _pct(part[k])
+
+    lines = ["| measure | " + " | ".join(f"{n}: v2, {seeds} | {n}: v1, dev" for n, _, _ in pairs) + " |",
+             "|---|" + "---|---|" * len(pairs)]
+    for label, group, k in _BESIDE:
+        lines.append(f"| {label} | " + " | ".join(f"{cell(r, group, k)} | {cell(o, group, k)}" for _, r, o in pairs)
+                     + " |")
+    return lines
+
+
+def _v2_section(seeds: str, results: dict[str, dict], v1: dict[str, dict]) -> list[str]:
+    date = min((r.get("date", "") for r in results.values()), default="")
+    streams = any(r["long"]["streams"] for r in results.values())
+    lines = [f"## Judge v2 on the {seeds} set" + (f" ({date})" if date else ""), "",
+             f"Judge: `streamdit/toyworld/judge_v2.py`, frozen before these runs ([judge-v2.md](judge-v2.md)); "
+             f"{_SET_TEXT[seeds]}. Beside animal, background and motion judge v2 counts sprites: a clip has "
+             "\"one sprite\" if >= 90% of its frames show exactly one, and is right on \"all four\" only if all "
+             "four hold. Percent of clips with 95% Wilson intervals over clips; stream scores pool frames "
+             "(motion: 3-second pieces) with intervals over streams, never over frames.", "",
+             "### Prompt adherence (one 3-second clip per animal x action x background)", "",
+             *_adherence_table(results, True), "",
+             "### Long streams (60 s): first vs last 10 seconds", "",
+             *([f"No drift: the last 10 s of a stream score >= {100 * NO_DRIFT:.0f}% on every measure (animal, "
+                "background and one-sprite frames, motion pieces); the share of streams that do, with its interval.",
+                "", *_long_table(results, True)] if streams else ["(No long streams in these runs.)"]), "",
+             "### Prompt change pig -> cat", "", *_change_table(results, True), "",
+             "### Against the targets", "", *_targets(results)]
+    beside = _beside_v1(results, v1, seeds)
+    if beside:
+        differ = ("Only the judge differs between the columns (same seeds and captions): v2 calls"
+                  if seeds == "dev" else f"Two things differ between the columns: the {seeds} set's seeds"
+                  + (" and captions" if seeds == "sealed" else "") + ", and the judge: v2 calls")
+        lines += ["", "### Beside judge v1 on the dev seeds (the history tables below)", "",
+                  "The same model files. The v1 columns were judged by v1 on the dev seeds with canonical captions "
+                  "(the seeds that chose these models); v1 had no sprite count (-), and its \"no drift\" is on its "
+                  f"three measures. {differ} a blob or smear of the right colour no animal, counts sprites, and "
+                  "its background can fail.", "", *beside]
+    return lines + [""]
+
+
+def _v1_section(seeds: str, results: dict[str, dict], rescored: set[str]) -> list[str]:
+    again = [n for n in results if n in rescored]
+    rest = [n for n in results if n not in rescored]
+    missing = [f"{n} (`{results[n].get('path')}`)" for n in rest if not Path(str(results[n].get("path"))).is_file()]
+    note = (f" Re-scored with judge v2 above: {', '.join(again)}." if again else "") + (
+        " Not re-scored, because their files are not in this checkout (older versions were replaced; the baselines' "
+        "`runs/` folder is not kept): " + ", ".join(missing) + "." if missing else "")
+    return [f"## History: judge v1 on the {seeds} seeds", "",
+            "Judged by judge v1 (`streamdit/toyworld/judge.py`: no sprite count, a background that could not fail) "
+            f"on seeds that chose the models (then called the test set, now `seed_sets.{seeds.upper()}`), with "
+            "canonical captions. Kept as history: these numbers are optimistic." + note, "",
+            "### Prompt adherence (one 3-second clip per animal x action x background, held-out seeds)", "",
+            "Percent of clips judged right, with 95% Wilson intervals.", "", *_adherence_table(results, False), "",
+            "### Long streams (60 s): first vs last 10 seconds", "",
+            "Animal and background: percent of frames; motion: percent of 3-second pieces. The 95% intervals "
+            "count each stream as one sample (Wilson, with the number of streams as the sample size): the frames "
+            "of one stream are not independent (a lost sprite stays lost), and a few streams cannot pin a share "
+            "down.", "", *_long_table(results, False), "",
+            "### Prompt change pig -> cat", "",
+            "Percent of frames judged a cat from the delay after the change to the end of the stream; the pig "
+            "before the change and the background after it as checks. Intervals over streams as above; † marks "
+            "a frame-level Wilson interval (a run that did not record its streams one by one).", "",
+            *_change_table(results, False), "", "### Against the targets", "", *_targets(results), ""]
+
+
+def render_markdown(results: dict[str, dict], header: str = "") -> str:
+    """results: {result_key(...): evaluate_model(...) result plus its 'path'}."""
+    by_kind = groups({k: with_stream_intervals(r) for k, r in results.items()})
+    v1 = {n: r for (judge, seeds), rs in by_kind.items() if judge == "v1" and seeds == "dev" for n, r in rs.items()}
+    lines = [header] if header else []
+    rescored = {n for (judge, _), rs in by_kind.items() if judge == "v2" for n in rs}
+    for (judge, seeds), rs in by_kind.items():
+        lines += _v2_section(seeds, rs, v1) if judge == "v2" else _v1_section(seeds, rs, rescored)
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def scores(r: dict) -> dict[str, float]:
-    """Every headline score of one result, as fractions."""
+    """Every headline score of one result, as fractions (one sprite where the judge counted sprites)."""
     a, la = r["adherence"], r["long"]["last"]
-    out = {f"adherence {k}": a[k]["value"] for k in ("animal", "background", "motion")}
-    out.update({f"last 10 s {k}": la[k]["value"] for k in ("animal", "background", "motion")})
+    keys = [k for k in ("animal", "background", "motion", "one_sprite") if k in a]
+    out = {f"adherence {k}": a[k]["value"] for k in keys}
+    out.update({f"last 10 s {k}": la[k]["value"] for k in keys if k in la})
     out["pig -> cat"] = r["change"]["cat_after"]["value"]
     return out
 
@@ -128,23 +285,28 @@ def score_gaps(teacher: dict, student: dict) -> dict[str, float]:
 
 def _gaps(teacher: dict, student: dict) -> dict[str, float]:
     t, s = scores(teacher), scores(student)
-    return {k: t[k] - s[k] for k in t}
+    return {k: t[k] - s[k] for k in t if k in s}
 
 
-def plot_models(results: dict[str, dict], path) -> bool:
+def plot_models(results: dict[str, dict], path, title: str = "Held-out eval") -> bool:
     """The headline scores of every model as grouped bars with 95% intervals, and how far the sprite moves
     (the paper's baselines looked smooth by standing still); one PNG, False without matplotlib."""
     plt = pyplot()
     if plt is None:
         return False
-    keys = [("adherence", "animal"), ("adherence", "background"), ("adherence", "motion"), ("adherence", "all"),
-            ("last", "animal"), ("last", "motion"), ("change", "cat_after")]
-    labels = ["animal", "background", "motion", "all three", "last 10 s\nanimal", "last 10 s\nmotion", "pig -> cat"]
+    results = {name: with_stream_intervals(r) for name, r in results.items()}
+    v2 = all("one_sprite" in r["adherence"] for r in results.values())
+    keys = [("adherence", "animal"), ("adherence", "background"), ("adherence", "motion")]
+    labels = ["animal", "background", "motion"]
+    if v2:
+        keys += [("adherence", "one_sprite")]
+        labels += ["one sprite"]
+    keys += [("adherence", "all"), ("last", "animal"), ("last", "motion"), ("change", "cat_after")]
+    labels += ["all four" if v2 else "all three", "last 10 s\nanimal", "last 10 s\nmotion", "pig -> cat"]
 
     def pick(r, group, k):
         return r["long"]["last"][k] if group == "last" else r[group][k]
 
-    results = {name: with_stream_intervals(r) for name, r in results.items()}
     names = list(results)
     width = 0.8 / max(1, len(names))
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), dpi=110, gridspec_kw={"width_ratios": [4, 1]})
@@ -161,7 +323,7 @@ def plot_models(results: dict[str, dict], path) -> bool:
     ax.set_ylabel("% judged right (95% CI; streams: per stream)")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=8, ncol=len(names), loc="lower left")
-    ax.set_title("Held-out eval: adherence (3-s clips), 60-s streams, prompt change")
+    ax.set_title(f"{title}: adherence (3-s clips), 60-s streams, prompt change", fontsize=9)
     speeds = [results[n]["adherence"]["speed"] for n in names]
     ax2.bar(range(len(names)), speeds, color=[f"C{i}" for i in range(len(names))])
     truth = sum(results[n]["adherence"]["truth_speed"] for n in names) / len(names)
