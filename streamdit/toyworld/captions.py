@@ -66,15 +66,16 @@ def _noun_phrase(animal: str, rng: Rng) -> str:
     return f"{_article(words, choice(rng, (False, True)))} {words}"
 
 
-def random_caption(scene: Scene | tuple, rng: Rng) -> str:
-    """A random rewording naming the animal, the action and the background (rng: random/numpy/torch)."""
+def random_caption(scene: Scene | tuple, rng: Rng, templates=None, empty_templates=None) -> str:
+    """A random rewording naming the animal, the action and the background (rng: random/numpy/torch).
+    templates / empty_templates: other word orders (the sealed eval set's); None: training's."""
     animal, action, background = check_scene(scene)
     bg = choice(rng, _BG_FORMS[background])
     if animal is None:
-        return choice(rng, _EMPTY_TEMPLATES).format(empty=choice(rng, _EMPTY_FORMS), bg=bg)
+        return choice(rng, empty_templates or _EMPTY_TEMPLATES).format(empty=choice(rng, _EMPTY_FORMS), bg=bg)
     parts, verbs = _ACTION_FORMS[action]
-    return choice(rng, _TEMPLATES).format(np=_noun_phrase(animal, rng), part=choice(rng, parts),
-                                          verb=choice(rng, verbs), bg=bg)
+    return choice(rng, templates or _TEMPLATES).format(np=_noun_phrase(animal, rng), part=choice(rng, parts),
+                                                       verb=choice(rng, verbs), bg=bg)
 
 
 def _phrases() -> list[str]:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .captions import _ACTION_FORMS, _BG_FORMS, _EMPTY_FORMS, _noun_phrase
-from .world import Rng, Scene, check_scene, choice, eval_seed
+from .captions import random_caption
+from .world import Rng, Scene, eval_seed
 
 # Word orders training never uses (captions._TEMPLATES): fields as there, {np} a noun phrase, {part} a
 # participle ("walking left"), {verb} a present form ("walks left"), {bg} a background phrase. At most
@@ -61,10 +61,4 @@ def seed_set(name: str) -> SeedSet:
 
 def sealed_caption(scene: Scene | tuple, rng: Rng) -> str:
     """A caption of the scene in one of the sealed word orders, with random synonyms (as random_caption)."""
-    animal, action, background = check_scene(scene)
-    bg = choice(rng, _BG_FORMS[background])
-    if animal is None:
-        return choice(rng, SEALED_EMPTY_TEMPLATES).format(empty=choice(rng, _EMPTY_FORMS), bg=bg)
-    parts, verbs = _ACTION_FORMS[action]
-    return choice(rng, SEALED_TEMPLATES).format(np=_noun_phrase(animal, rng), part=choice(rng, parts),
-                                                verb=choice(rng, verbs), bg=bg)
+    return random_caption(scene, rng, SEALED_TEMPLATES, SEALED_EMPTY_TEMPLATES)
