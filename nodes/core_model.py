@@ -168,7 +168,6 @@ class StreamDiTCoreModel:
             codec = load_decoder(path, dev)
             patchers.append(memory.patcher_for(codec, dev))
             decoder_identity = host.file_identity(path)
-        memory.load(patchers)  # core loads the MODEL (LoRAs patched in) before we read its device and dtype
         network = CoreWanNetwork(model, config)
         bundle = attach_decoder(Bundle(network, config, None, None, None, {"comfyui": True},
                                        f"ComfyUI MODEL ({type(model.model).__name__})"), codec, codec_device(codec))
