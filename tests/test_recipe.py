@@ -47,11 +47,24 @@ def test_quick_recipe_exports_student_teacher_and_baselines_that_stream(tmp_path
     from streamdit.train.toy import ToyRecipe as R
 
     out = run(R.quick(str(tmp_path / "main")))
-    assert (tmp_path / "main" / "teacher-tune" / "checkpoint-0000002.pt").is_file()  # the tune stage ran
+    for stage in ("teacher-refine", "teacher-tune"):  # the refinement and the tune ran
+        assert (tmp_path / "main" / stage / "checkpoint-0000002.pt").is_file()
     student, teacher = Pipeline.load(str(out["student"])), Pipeline.load(str(out["teacher"]))
     assert student.bundle.defaults.micro_steps == 1 and teacher.bundle.defaults.micro_steps == 1
     assert teacher.bundle.meta["role"] == "teacher" and student.bundle.meta["role"] == "student"
     assert student.stream("a pig walking right on grass").take(20).shape == (20, 64, 64, 3)
+    # a run that starts from an exported teacher: its weights as float32, no teacher trained, the rest runs
+    from streamdit.train.toy.stages import load_teacher
+    module = load_teacher(str(out["teacher"]))
+    assert module.training and {p.dtype for p in module.parameters()} == {torch.float32}
+    for k, v in teacher.bundle.model.state_dict().items():
+        assert torch.equal(module.dit.state_dict()[k], v.float()), k
+    took = R.quick(str(tmp_path / "took"))
+    took.codec_from = took.teacher_from = str(out["teacher"])
+    again = run(took)
+    assert not (tmp_path / "took" / "teacher").exists() and not (tmp_path / "took" / "autoencoder.safetensors").exists()
+    assert (tmp_path / "took" / "teacher-refine" / "checkpoint-0000002.pt").is_file()
+    assert Pipeline.load(str(again["student"])).stream("a cat walking left on snow").take(4).shape == (4, 64, 64, 3)
     for variant, partition in (("diagonal", (0, 16, 1)), ("extension", (8, 1, 8))):
         recipe = R.baseline(variant, str(tmp_path / variant), codec_from=str(out["student"]))
         for k in ("cache_clips", "teacher_steps", "batch", "warmup"):
@@ -82,6 +95,17 @@ def test_cache_with_sprite_masks_feeds_a_weighted_teacher_loss(tmp_path):
     model, _ = build_teacher(recipe, codec)
     loss, _ = flow_matching_loss(model, batch, recipe.mix, Schedule(1.0), torch.Generator(), 0.1, 4.0)
     assert torch.isfinite(loss)
+
+    # the weight gated by noise level: on no frame it is the plain loss, on every frame the full weighting
+    def same(**kw):  # same noise, levels and prompts every call
+        return flow_matching_loss(model, batch, recipe.mix, Schedule(1.0), torch.Generator().manual_seed(3), 0.0,
+                                  **kw)[0]
+    with torch.no_grad():
+        plain, full = same(sprite_weight=0.0), same(sprite_weight=4.0)
+        assert torch.equal(same(sprite_weight=4.0, sprite_sigma_max=-1.0), plain)
+        assert torch.equal(same(sprite_weight=4.0, sprite_sigma_max=1.0), full) and not torch.allclose(full, plain)
+        half = same(sprite_weight=4.0, sprite_sigma_max=0.5)
+        assert not torch.allclose(half, plain) and not torch.allclose(half, full)
 
 
 def test_appearing_clips_start_empty_show_their_animal_later_and_are_captioned_with_it(tmp_path):

@@ -11,8 +11,10 @@ from streamdit.train.toy import STAGES, ToyRecipe, check_stages, run
 def test_student_or_export_without_a_finished_teacher_is_refused_before_training(tmp_path):
     recipe = ToyRecipe.quick(str(tmp_path / "run"))
     teacher = tmp_path / "run" / "teacher" / "checkpoint-0000003.pt"
+    refine = tmp_path / "run" / "teacher-refine" / "checkpoint-0000002.pt"
     tune = tmp_path / "run" / "teacher-tune" / "checkpoint-0000002.pt"
-    message = (f"the student stage needs a finished teacher ({teacher}) and a finished teacher tune ({tune}): "
+    message = (f"the student stage needs a finished teacher ({teacher}) and a finished teacher refinement ({refine}) "
+               f"and a finished teacher tune ({tune}): "
                "run the teacher stage first (--stages teacher) or include it (--stages teacher,student)")
     with pytest.raises(ValueError, match=re.escape(message)):
         run(recipe, stages=("student",))
@@ -34,6 +36,11 @@ def test_a_finished_teacher_on_disk_lets_the_student_run_alone_and_a_partial_one
     with pytest.raises(ValueError, match="needs a finished teacher"):
         check_stages(recipe, ("student",))
     (tmp_path / "run" / "teacher" / "checkpoint-0000003.pt").touch()
+    with pytest.raises(ValueError, match="needs a finished teacher refinement"):  # part of the teacher stage
+        check_stages(recipe, ("student",))
+    refine = tmp_path / "run" / "teacher-refine" / "checkpoint-0000002.pt"
+    refine.parent.mkdir()
+    refine.touch()
     with pytest.raises(ValueError, match="needs a finished teacher tune"):  # tune_steps > 0: part of the teacher
         check_stages(recipe, ("student",))
     tune = tmp_path / "run" / "teacher-tune" / "checkpoint-0000002.pt"
@@ -46,6 +53,12 @@ def test_a_finished_teacher_on_disk_lets_the_student_run_alone_and_a_partial_one
     # asking for the teacher itself resumes a partial one as before, and baselines export without a student
     check_stages(ToyRecipe.quick(str(tmp_path / "fresh")), ("teacher", "student", "export"))
     check_stages(ToyRecipe.baseline("diagonal", str(tmp_path / "run"), teacher_steps=3), ("export",))
+    # a teacher taken from a file needs no teacher checkpoint, but its refinement and tune are trained here
+    took = ToyRecipe.quick(str(tmp_path / "took"))
+    took.teacher_from = "teacher.safetensors"
+    with pytest.raises(ValueError, match="needs a finished teacher refinement") as info:
+        check_stages(took, ("student",))
+    assert "teacher/checkpoint" not in str(info.value)
 
 
 def test_cli_refuses_the_student_stage_without_a_teacher(tmp_path, capsys):

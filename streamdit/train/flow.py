@@ -82,10 +82,13 @@ def sprite_weights(masks: torch.Tensor, weight: float) -> torch.Tensor:
 
 def flow_matching_loss(model: nn.Module, batch: dict, mix: PartitionMix, schedule: Schedule,
                        generator: torch.Generator, text_dropout: float = 0.1,
-                       sprite_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+                       sprite_weight: float = 0.0, sprite_sigma_max: float = 1.0) -> tuple[torch.Tensor, dict]:
     """batch: latents [B, C, K_max + F, h, w] (clean), context (prompts or embeddings [B, L, D]), optionally
     masks [B, K_max + F, h, w] (sprite cells): with sprite_weight > 0 they weigh 1 + sprite_weight in the
-    loss, because sprites cover a few percent of the frame and would otherwise be learnt last.
+    loss, because sprites cover a few percent of the frame and would otherwise be learnt last; only on frames
+    with sigma <= sprite_sigma_max. Why a bound: the weight depends on where the sprite truly is, so the loss's
+    minimiser is E[w v | x] / E[w | x], not E[v | x]: where the noisy input leaves the sprite's place open, the
+    model learns to draw a sprite at every likely place (docs/training.md, the second sprite).
 
     Uses the last K + F frames, K drawn from the mix for the whole batch.
     """
@@ -107,7 +110,8 @@ def flow_matching_loss(model: nn.Module, batch: dict, mix: PartitionMix, schedul
     if sprite_weight > 0:
         if "masks" not in batch:
             raise ValueError("sprite_weight > 0 needs sprite masks in the batch (a latent cache built with masks)")
-        w = sprite_weights(batch["masks"][:, batch["masks"].shape[1] - f:], sprite_weight).to(err)
+        gate = (sigma[:, k:] <= sprite_sigma_max).to(err).view(b, 1, f, 1, 1)  # frames whose weight applies
+        w = 1 + (sprite_weights(batch["masks"][:, batch["masks"].shape[1] - f:], sprite_weight).to(err) - 1) * gate
         loss = (err * w).sum() / (w.sum() * err.shape[1])
     else:
         loss = err.mean()

@@ -45,7 +45,17 @@ class ToyRecipe:
     uniform_fraction: float = 0.25
     sprite_weight_flow: float = 10.0  # sprite cells weigh 1 + this in the teacher's loss (cache with masks)
     teacher_weights: str = "raw"  # "raw" or "ema": which teacher weights are shipped and distilled from
+    # > 0: the teacher continued on the full mix with the sprite weight only on frames with sigma <= this bound
+    # (stage teacher-refine). Weighing the true sprite's cells biases the loss's minimiser towards drawing a
+    # sprite wherever the noisy input leaves its place open: a second sprite (docs/training.md). On clean
+    # enough frames the place is decided and the weight only sharpens the sprite
+    refine_steps: int = 1800
+    refine_lr: float = 2e-4
+    refine_sprite_weight: float = 10.0
+    refine_sprite_sigma_max: float = 0.5
     tune_steps: int = 600  # > 0: tune the teacher on streaming partitions (no c = B), to continue hops
+    tune_sprite_weight: float = 10.0  # the tune's sprite weight (v7: sprite_weight_flow on every frame)
+    tune_sprite_sigma_max: float = 0.5  # ... on frames with sigma <= this (v7: 1, every frame)
     tune_lr: float = 2e-4
     tune_jump_weight: float = 3.0  # clips with a jumping scene are drawn this many times as often
     tune_chunk_sizes: tuple[int, ...] = (1, 2, 4, 8)
@@ -55,6 +65,7 @@ class ToyRecipe:
     cold_start_teacher: str = "untuned"
     variant: str = "streamdit"  # or a baseline: "diagonal", "extension"
     codec_from: str | None = None  # take the autoencoder from this checkpoint instead of training one
+    teacher_from: str | None = None  # start from this exported teacher (DiT, text encoder) instead of training one
 
     def __post_init__(self):
         if self.cold_start_teacher not in ("tuned", "untuned"):
@@ -64,7 +75,7 @@ class ToyRecipe:
     def quick(cls, out: str) -> ToyRecipe:
         """A few steps of every stage (tests and smoke runs)."""
         return cls(out=out, ae_steps=3, ae_batch=4, cache_clips=8, appear_clips=2, teacher_steps=3, batch=2, warmup=1,
-                   distill_steps=2, distill_batch=2, tune_steps=2,
+                   distill_steps=2, distill_batch=2, tune_steps=2, refine_steps=2,
                    teacher_partition=Partition(chunks=8, chunk_frames=2, micro_steps=1))
 
     @classmethod
@@ -80,6 +91,7 @@ class ToyRecipe:
         """
         kw.setdefault("appear_clips", 0)
         kw.setdefault("tune_steps", 0)  # measured without the tune (it came later)
+        kw.setdefault("refine_steps", 0)  # nor the refinement
         if variant == "diagonal":
             return cls(out=out, variant=variant, mix=PartitionMix(16, (1, 16), (0.85, 0.15)),
                        teacher_partition=Partition(chunks=16, chunk_frames=1, micro_steps=2), **kw)

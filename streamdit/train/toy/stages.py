@@ -2,7 +2,10 @@
 
 1. autoencoder codec on rendered frames      -> OUT/autoencoder.safetensors
 2. latent cache of rendered clips             -> OUT/cache.pt (not shipped)
-3. teacher: buffered flow matching, mixed partitions, text dropout -> OUT/teacher/
+3. teacher: buffered flow matching, mixed partitions, text dropout, sprite cells weighted -> OUT/teacher/
+   (or, with teacher_from, an exported teacher taken as it is)
+3a. teacher-refine (refine_steps > 0): the teacher continued on the full mix with the sprite weight on clean
+   frames only, which takes out the weighting's bias towards a second sprite -> OUT/teacher-refine/
 3b. teacher-tune (tune_steps > 0): the teacher tuned on streaming partitions only, jumping clips drawn
    more often -> OUT/teacher-tune/ (docs/training.md: the hop's continuation)
 4. student: segment-wise distillation (s -> 1, guidance folded in) -> OUT/student/; with the tune, the
@@ -46,7 +49,11 @@ def check_stages(recipe: ToyRecipe, stages: tuple[str, ...]) -> None:
     later = [s for s in ("student", "export") if s in stages]
     needs = []  # (the stage that makes it, what it is, the file a finished one leaves)
     if later and "teacher" not in stages:
-        needs.append(("teacher", "teacher", checkpoint_path(Path(recipe.out) / "teacher", recipe.teacher_steps)))
+        if not recipe.teacher_from:
+            needs.append(("teacher", "teacher", checkpoint_path(Path(recipe.out) / "teacher", recipe.teacher_steps)))
+        if recipe.refine_steps > 0:
+            needs.append(("teacher", "teacher refinement",
+                          checkpoint_path(Path(recipe.out) / "teacher-refine", recipe.refine_steps)))
         if recipe.tune_steps > 0:
             needs.append(("teacher", "teacher tune",
                           checkpoint_path(Path(recipe.out) / "teacher-tune", recipe.tune_steps)))
@@ -78,6 +85,8 @@ def run(recipe: ToyRecipe, stages: tuple[str, ...] = STAGES, probe_every: int = 
     if "teacher" in stages or "student" in stages or "export" in stages:
         # without "teacher" in stages, check_stages made sure these only load finished checkpoints
         teacher = stage_teacher(recipe, codec, cache, probe_every)
+        if recipe.refine_steps > 0:
+            teacher = stage_teacher_refine(recipe, codec, cache, teacher)
         cold_start_teacher = None
         if recipe.tune_steps > 0:
             if recipe.cold_start_teacher == "untuned":
@@ -167,15 +176,17 @@ def _loop(recipe: ToyRecipe, name: str, model, loss_fn, data, steps: int, lr: fl
 
 
 def _flow_stage(recipe: ToyRecipe, codec: AutoencoderCodec, name: str, model, mix: PartitionMix, data, steps: int,
-                lr: float, warmup: int, ema: float, probe_every: int, weights: str):
-    """Buffered flow matching of `model` on `data` with `mix` in OUT/<name>/; returns the `weights` module."""
+                lr: float, warmup: int, ema: float, probe_every: int, weights: str, sprite_weight: float,
+                sprite_sigma_max: float = 1.0):
+    """Buffered flow matching of `model` on `data` with `mix` in OUT/<name>/, sprite cells weighing
+    1 + sprite_weight on frames with sigma <= sprite_sigma_max; returns the `weights` module."""
     from ...sampling.partition import Schedule
     from ..flow import flow_matching_loss
 
     schedule = Schedule(1.0)
 
     def loss_fn(m, batch, g):
-        return flow_matching_loss(m, batch, mix, schedule, g, recipe.text_dropout, recipe.sprite_weight_flow)
+        return flow_matching_loss(m, batch, mix, schedule, g, recipe.text_dropout, sprite_weight, sprite_sigma_max)
 
     probe = partial(probe_adherence, recipe=recipe, codec=codec, micro_steps=recipe.teacher_partition.micro_steps,
                     cfg_scale=recipe.cfg_scale)
@@ -206,10 +217,38 @@ def stage_teacher(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, probe
     averages weights from a thousand steps back (docs/training.md has the measurement)."""
     from ..toydata import LatentClips
 
+    if recipe.teacher_from:
+        return load_teacher(recipe.teacher_from)
     model, _ = build_teacher(recipe, codec)
     data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption)
     return _flow_stage(recipe, codec, "teacher", model, recipe.mix, data, recipe.teacher_steps, recipe.lr,
-                       recipe.warmup, recipe.ema, probe_every, recipe.teacher_weights)
+                       recipe.warmup, recipe.ema, probe_every, recipe.teacher_weights, recipe.sprite_weight_flow)
+
+
+def load_teacher(path: str):
+    """An exported toy checkpoint's DiT and text encoder as a trainable float32 module (teacher_from)."""
+    from ...io.checkpoint import load_checkpoint
+    from ...network.model import WanDiT
+    from ..flow import TextConditionedDiT
+
+    bundle = load_checkpoint(path, dtype=torch.float32)
+    if not isinstance(bundle.model, WanDiT) or bundle.text_encoder is None:
+        raise ValueError(f"teacher_from: {path} is not a toy checkpoint with its own text encoder")
+    return TextConditionedDiT(bundle.model, bundle.text_encoder.float()).train()
+
+
+def stage_teacher_refine(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher):
+    """Continue the teacher on the full mix at refine_lr, no EMA, sprite cells weighted on clean frames only
+    (sigma <= refine_sprite_sigma_max); returns the raw weights. Per latent cell the minimiser of a loss that
+    weighs the true sprite's cells 1 + w is E[w v | x] / E[w | x]: where the noisy input leaves the sprite's
+    place open the model leans to drawing one at every likely place (a second sprite); where the place is
+    decided the weight does not move the minimiser (docs/training.md has the measurements)."""
+    from ..toydata import LatentClips
+
+    data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption)
+    return _flow_stage(recipe, codec, "teacher-refine", teacher.train(), recipe.mix, data, recipe.refine_steps,
+                       recipe.refine_lr, max(1, recipe.refine_steps // 30), 0.0, recipe.refine_steps, "raw",
+                       recipe.refine_sprite_weight, recipe.refine_sprite_sigma_max)
 
 
 def stage_teacher_tune(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher):
@@ -226,7 +265,8 @@ def stage_teacher_tune(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, 
                        weights=1.0 + (recipe.tune_jump_weight - 1.0) * jumping)
     # stage_teacher hands over trainable weights
     return _flow_stage(recipe, codec, "teacher-tune", teacher.train(), mix, data, recipe.tune_steps, recipe.tune_lr,
-                       max(1, recipe.tune_steps // 30), 0.0, recipe.tune_steps, "raw")
+                       max(1, recipe.tune_steps // 30), 0.0, recipe.tune_steps, "raw", recipe.tune_sprite_weight,
+                       recipe.tune_sprite_sigma_max)
 
 
 def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher, cold_start_teacher=None):
