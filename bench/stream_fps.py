@@ -1,6 +1,10 @@
 """End-to-end streaming speed: frames per second (decode included), time to first frame, ms per call.
 
-    python bench/stream_fps.py [--model PATH|random:toy] [--seconds 10] [--repeats 3] [--compile] [--json out.json]
+    python bench/stream_fps.py [--model PATH|random:toy] [--compare PATH ...] [--seconds 10] [--repeats 3] [--compile]
+                               [--json out.json]
+
+--compare measures other models in the same run, their repeats interleaved with the model's (A, B, A, B, ...),
+so that a machine whose pace drifts slows every model alike.
 
 Prints a JSON record and a table. A benchmark, not a test: nothing here asserts a time.
 """
@@ -35,25 +39,38 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--compare", action="append", default=[], metavar="PATH",
+                    help="another model measured in the same run, repeats interleaved (repeat the flag)")
     ap.add_argument("--json", help="also write the record here")
     add_compile_arg(ap)
     args = ap.parse_args()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipe = Pipeline.load(args.model, device=args.device, compile=args.compile)
-    d = pipe.bundle.defaults
+        pipes = [Pipeline.load(m, device=args.device, compile=args.compile) for m in [args.model, *args.compare]]
+    d = pipes[0].bundle.defaults
     frames = int(args.seconds * d.fps)
-    record = machine_record(args, pipe, frames)
-    warm_up(record, lambda: run_once(pipe, frames, "uniform", seed=99))
+    record = machine_record(args, pipes[0], frames)
+    records = [record] + [{"model": m, "describe": p.describe(), "compile": record["compile"], "runs": {}}
+                          for m, p in zip(args.compare, pipes[1:])]
+    for p, r in zip(pipes, records):
+        warm_up(r, lambda p=p: run_once(p, frames, "uniform", seed=99))
     for cold in ("uniform", "noise"):
-        runs = [run_once(pipe, frames, cold, seed=i) for i in range(args.repeats)]
-        record["runs"][cold] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        runs = [[] for _ in pipes]
+        for i in range(args.repeats):
+            for p, out in zip(pipes, runs):
+                out.append(run_once(p, frames, cold, seed=i))
+        for r, out in zip(records, runs):
+            r["runs"][cold] = {k: statistics.median(x[k] for x in out) for k in out[0]}
+    if args.compare:
+        record["compared"] = records[1:]
     print(json.dumps(record, indent=2))
     if record["compile"]:
         print(f"\ncompiled: warm-up run (compile included) {record['warmup_s']:.1f} s")
-    print(f"\n{'cold start':10s} {'FPS':>7s} {'steady FPS':>11s} {'first frame s':>14s} {'ms/call':>8s}")
-    for cold, r in record["runs"].items():
-        print(f"{cold:10s} {r['fps']:7.1f} {r['steady_fps']:11.1f} {r['first_frame_s']:14.3f} {r['ms_per_call']:8.1f}")
+    print(f"\n{'model':28s} {'cold start':10s} {'FPS':>7s} {'steady FPS':>11s} {'first frame s':>14s} {'ms/call':>8s}")
+    for rec in records:
+        for cold, r in rec["runs"].items():
+            print(f"{Path(rec['model']).name[:28]:28s} {cold:10s} {r['fps']:7.1f} {r['steady_fps']:11.1f} "
+                  f"{r['first_frame_s']:14.3f} {r['ms_per_call']:8.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=2))
 

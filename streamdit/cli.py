@@ -341,6 +341,7 @@ def cmd_eval_edit(args) -> int:
     import json
 
     from .evaluation.edit_scores import edit_markdown, edit_scores, edit_sources, guidance, plot_sweep
+    from .evaluation.log import append_log, check_sealed, edit_log_entry, file_sha256
     from .pipeline import Pipeline, default_model_path
 
     earlier_rows = []
@@ -350,13 +351,20 @@ def cmd_eval_edit(args) -> int:
     path = args.model or (str(default_model_path()) if default_model_path() else None)
     if path is None:
         raise ValueError("no embedded default model in this checkout: give --model PATH")
+    log = Path(args.log or (Path(args.json).with_name("eval-log.jsonl") if args.json else "docs/eval-log.jsonl"))
+    sha = file_sha256(path)
+    if args.seed_set == "sealed":  # refuse before measuring anything
+        check_sealed(log, sha, path, args.rescore_sealed, kind="edit")
     pipe = Pipeline.load(path, device=args.device, compile=args.compile)
     d = pipe.bundle.defaults
     strengths = [float(x) for x in args.strengths.split(",")]
-    sources = edit_sources(args.sources, args.seconds, d.fps, (d.height, d.width))
+    sources = edit_sources(args.sources, args.seconds, d.fps, (d.height, d.width), args.seed_set)
     rows = []
     for cfg in (float(x) for x in args.cfg.split(",")):
-        rows += edit_scores(pipe, strengths, sources, cfg_scale=cfg, negative=args.negative)
+        rows += edit_scores(pipe, strengths, sources, cfg_scale=cfg, negative=args.negative, judge=args.judge)
+    append_log(log, edit_log_entry(Path(path).name, path, sha, args.seed_set, args.sources, args.seconds, rows))
+    for r in rows:
+        r["seed_set"] = args.seed_set
     for r in rows:
         print(f"{guidance(r)}, strength {r['strength']:.3f}: cat {r['target']['value']:.3f}, background "
               f"{r['background_psnr']:.1f} dB (worst {r['worst_psnr']:.1f}), centroid {r['centroid_px']:.2f} px, "
@@ -423,6 +431,8 @@ def cmd_train(args) -> int:
                          "(streamdit.train.Trainer with your latents)")
     distributed.init_from_env()
     if args.variant != "streamdit":
+        if args.teacher_from:
+            raise ValueError("--teacher-from continues the StreamDiT recipe; baselines train their own teacher")
         recipe = ToyRecipe.baseline(args.variant, args.out, codec_from=args.codec_from)
         if args.quick:
             quick = ToyRecipe.quick(args.out)
@@ -431,6 +441,7 @@ def cmd_train(args) -> int:
     else:
         recipe = ToyRecipe.quick(args.out) if args.quick else ToyRecipe(out=args.out)
         recipe.codec_from = args.codec_from
+        recipe.teacher_from = args.teacher_from
     if args.teacher_steps:
         recipe.teacher_steps = args.teacher_steps
     recipe.override(args.set or [])
@@ -539,6 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                "edit is steered away from --negative, at twice the network calls")
     ee.add_argument("--negative", default="source", help="negative prompt when cfg > 1; 'source': each source "
                                                          "clip's own caption (what the video shows)")
+    ee.add_argument("--seed-set", choices=("dev", "sealed", "ci"), default="dev",
+                    help="whose pig sources (streamdit/toyworld/seed_sets.py): dev for every choice of strength or "
+                         "guidance, sealed once per shipped model")
+    ee.add_argument("--judge", choices=("v1", "v2"), default="v2", help="toyworld's judge (v1: the old tables)")
+    ee.add_argument("--log", help="the append-only log (default: eval-log.jsonl beside --json)")
+    ee.add_argument("--rescore-sealed", action="store_true", help="score a model on the sealed set again")
     ee.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_compile_arg(ee, " (same scores to float rounding)")
     ee.add_argument("--out", default="docs/edit-eval.md")
@@ -562,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--variant", default="streamdit", choices=["streamdit", "diagonal", "extension"],
                    help="the shipped recipe, or a baseline of the paper's comparison (teacher only)")
     t.add_argument("--codec-from", help="reuse the autoencoder of this checkpoint (e.g. the shipped model)")
+    t.add_argument("--teacher-from", help="start from this exported teacher instead of training one (its DiT and "
+                                          "text encoder; the refinement, tune and student follow)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a number of the recipe (repeat), e.g. --set appear_clips=600 --set distill_steps=800")
     t.set_defaults(func=cmd_train)

@@ -106,5 +106,12 @@ def test_eval_edit_command_sweeps_guidance_and_merges(tiny_bundle, tmp_path):
     import json
 
     assert [r["cfg"] for r in json.loads(js2.read_text())] == [1.0, 2.0]
+    # every sweep is a line of the log beside --json; the sealed sources are scored once per model file
+    log = [json.loads(line) for line in (tmp_path / "eval-log.jsonl").read_text().splitlines()]
+    assert [(e["kind"], e["seed_set"], e["judge"], len(e["rows"])) for e in log] == [("edit", "dev", "v2", 1)] * 2
+    sealed = (*common, "--strengths", "0.5", "--seed-set", "sealed", "--out", "", "--json", str(tmp_path / "s.json"))
+    assert run_cli(*sealed).returncode == 0
+    r = run_cli(*sealed)
+    assert r.returncode == 2 and "scored on the sealed set already" in r.stderr
     r = run_cli(*common, "--strengths", "0.5", "--merge", str(md), "--out", "", "--json", "")
     assert r.returncode == 2 and "cannot read an eval-edit results file" in r.stderr

@@ -100,6 +100,13 @@ def test_edit_measurements_on_known_answers():
     s = edit_sources(2, 1.0, 16.0, (64, 64))
     assert [x["scene"] for x in s] == [("pig", "walking left", "grass"), ("pig", "walking right", "grass")]
     assert s[0]["frames"].shape == (16, 64, 64, 3) and s[0]["masks"].any()
+    from streamdit.toyworld.seed_sets import DEV, SEALED
+    assert [x["seed"] for x in s] == list(DEV.edits[:2])
+    sealed = edit_sources(2, 1.0, 16.0, (64, 64), seeds="sealed")
+    assert [x["seed"] for x in sealed] == list(SEALED.edits[:2])
+    assert not torch.equal(sealed[0]["frames"], s[0]["frames"])
+    with pytest.raises(ValueError, match="the ci seed set has 2 edit sources; asked for 3"):
+        edit_sources(3, 1.0, 16.0, (64, 64), seeds="ci")
 
 
 def test_edit_sweep_runs_and_plots(tiny_bundle, tmp_path):

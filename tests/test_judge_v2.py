@@ -147,7 +147,7 @@ def test_seed_sets_are_disjoint_and_dev_holds_the_seeds_that_chose_models():
     for i, a in enumerate(sets):
         assert len(a.seeds) == len(a.clips) + len(a.long_streams) + len(a.change_streams)
         for b in sets[i + 1:]:
-            assert not a.seeds & b.seeds, (a.name, b.name)
+            assert not a.all_seeds & b.all_seeds, (a.name, b.name)
     assert (len(DEV.clips), len(SEALED.clips), len(CI.clips)) == (48, 48, 6)
     assert (len(SEALED.long_streams), len(SEALED.change_streams)) == (12, 8)
     test = scores.EvalSettings()  # the seeds the eval has used so far
@@ -158,8 +158,11 @@ def test_seed_sets_are_disjoint_and_dev_holds_the_seeds_that_chose_models():
     calibration = {seed for block in (0, NEGATIVE_BLOCK) for _, seed, _ in calibration_cases(1000, block)}
     assert all(any(seed in r for r in RETIRED) for seed in calibration)
     for s in (SEALED, CI):
-        assert not any(seed in r for seed in s.seeds for r in RETIRED)
-        assert all(seed >= scores.eval_seed(0) for seed in s.seeds)
+        assert not any(seed in r for seed in s.all_seeds for r in RETIRED)
+        assert all(seed >= scores.eval_seed(0) for seed in s.all_seeds)
+    # dev's edit sources are the ones the edit eval always used; the bundled pig video's seed is none of them
+    assert DEV.edits == tuple(scores.eval_seed(300_001 + i) for i in range(12))
+    assert (len(SEALED.edits), len(CI.edits)) == (12, 2) and scores.eval_seed(300_000) not in DEV.all_seeds
 
 
 def test_sealed_templates_are_new_and_use_the_vocabulary():

@@ -87,10 +87,12 @@ def main() -> None:
                 hits[k] = hits.get(k, 0) + int(ok)
             bar.update(1)
     n = total["frames"]
-    print(f"weight {args.weight:g} (sigma <= {args.sigma_max:g}), {args.steps} steps: one {total['one'] / n:.1%}  two+ {total['two+'] / n:.1%}  "
+    print(f"weight {args.weight:g} (sigma <= {args.sigma_max:g}), {args.steps} steps: one {total['one'] / n:.1%}  "
+          f"two+ {total['two+'] / n:.1%}  "
           f"none {total['none'] / n:.1%}  judge v2 clips right of {len(scenes)}: {hits}")
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    Path(args.out, "doubling.json").write_text(json.dumps({"weight": args.weight, "sigma_max": args.sigma_max, "steps": args.steps, **total,
+    Path(args.out, "doubling.json").write_text(json.dumps({"weight": args.weight, "sigma_max": args.sigma_max,
+                                                           "steps": args.steps, **total,
                                                            "clips": len(scenes), "judge_v2": hits}) + "\n")
 
 

@@ -40,11 +40,13 @@ def read_log(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def check_sealed(path: str | Path, sha256: str | None, model: str, rescore: bool = False) -> None:
-    """Refuse a sealed-set scoring of a file the log already holds a sealed entry for (unless rescore)."""
+def check_sealed(path: str | Path, sha256: str | None, model: str, rescore: bool = False, kind: str = "t2v") -> None:
+    """Refuse a sealed-set scoring of a file the log already holds a sealed entry of this kind for (unless
+    rescore). Kinds: "t2v" (python -m streamdit eval; entries without a kind) and "edit" (eval-edit)."""
     if rescore or sha256 is None:
         return
-    earlier = [e for e in read_log(path) if e.get("seed_set") == "sealed" and e.get("sha256") == sha256]
+    earlier = [e for e in read_log(path) if e.get("seed_set") == "sealed" and e.get("sha256") == sha256
+               and e.get("kind", "t2v") == kind]
     if earlier:
         e = earlier[0]
         raise ValueError(f"{model} (sha256 {sha256[:12]}...) was scored on the sealed set already ({e.get('date')}, "
@@ -80,3 +82,15 @@ def append_log(path: str | Path, entry: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         f.write(json.dumps(entry) + "\n")
+
+
+def edit_log_entry(name: str, path: str, sha256: str | None, seeds: str, sources: int, seconds: float,
+                   rows: list[dict]) -> dict:
+    """One line of the log for an edit sweep (eval-edit): every row's identity, background, centroid and FPS."""
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": git_commit(), "kind": "edit", "model": name, "path": str(path), "sha256": sha256,
+            "seed_set": seeds, "judge": rows[0].get("judge", "v1") if rows else None,
+            "counts": {"sources": sources, "seconds": seconds},
+            "rows": [{"strength": r["strength"], "cfg": r.get("cfg", 1.0), "negative": r.get("negative", ""),
+                      "target": round(r["target"]["value"], 4), "background_psnr": round(r["background_psnr"], 2),
+                      "centroid_px": round(r["centroid_px"], 3), "fps": round(r["fps"], 2)} for r in rows]}

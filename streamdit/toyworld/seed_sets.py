@@ -9,9 +9,12 @@ All are held-out seeds (world.eval_seed: no training clip sees them), in blocks 
   SEALED_TEMPLATES, word orders that training never uses (same words, so the toy text encoder knows them).
 - ci: a handful of seeds for a regression test.
 
+Each set also has its pig source videos for the edit eval (`edits`; evaluation/edit_scores.py): dev's are
+the sources the edit eval has always used (eval_seed(300_001..300_012)): they chose every edit setting so far.
+
 RETIRED blocks also made decisions before (scores.py's old "dev" set from eval_seed(1_000_000), the edit
-eval's sources from eval_seed(300_000)) or calibrate the judge (negatives.py, eval_seed(9_000_000) on): no set
-here uses them.
+eval's block eval_seed(300_000), less dev's edit sources) or calibrate the judge (negatives.py,
+eval_seed(9_000_000) on): no set here uses them.
 """
 from __future__ import annotations
 
@@ -35,21 +38,29 @@ class SeedSet:
     long_streams: tuple[int, ...]
     change_streams: tuple[int, ...]
     templates: tuple[str, ...] = ()  # caption templates of its own (sealed); empty: canonical captions
+    edits: tuple[int, ...] = ()  # one pig source video per edit (every action x background, cycled)
 
     @property
     def seeds(self) -> frozenset[int]:
+        """The text-to-video seeds (clips, long streams, prompt changes)."""
         return frozenset(self.clips + self.long_streams + self.change_streams)
+
+    @property
+    def all_seeds(self) -> frozenset[int]:
+        return self.seeds | frozenset(self.edits)
 
 
 def _block(start: int, n: int) -> tuple[int, ...]:
     return tuple(eval_seed(start + i) for i in range(n))
 
 
-DEV = SeedSet("dev", _block(0, 48), _block(100_000, 12), _block(200_000, 8))
-SEALED = SeedSet("sealed", _block(2_000_000, 48), _block(2_100_000, 12), _block(2_200_000, 8), SEALED_TEMPLATES)
-CI = SeedSet("ci", _block(3_000_000, 6), _block(3_100_000, 2), _block(3_200_000, 2))
+DEV = SeedSet("dev", _block(0, 48), _block(100_000, 12), _block(200_000, 8), edits=_block(300_001, 12))
+SEALED = SeedSet("sealed", _block(2_000_000, 48), _block(2_100_000, 12), _block(2_200_000, 8), SEALED_TEMPLATES,
+                 edits=_block(2_300_000, 12))
+CI = SeedSet("ci", _block(3_000_000, 6), _block(3_100_000, 2), _block(3_200_000, 2), edits=_block(3_300_000, 2))
 SEED_SETS = {s.name: s for s in (DEV, SEALED, CI)}
-RETIRED = (range(eval_seed(300_000), eval_seed(400_000)), range(eval_seed(1_000_000), eval_seed(2_000_000)),
+RETIRED = (range(eval_seed(300_000), eval_seed(300_001)), range(eval_seed(300_013), eval_seed(400_000)),
+           range(eval_seed(1_000_000), eval_seed(2_000_000)),
            range(eval_seed(9_000_000), eval_seed(11_000_000)))
 
 
