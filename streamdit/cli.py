@@ -361,7 +361,8 @@ def cmd_eval_edit(args) -> int:
     sources = edit_sources(args.sources, args.seconds, d.fps, (d.height, d.width), args.seed_set)
     rows = []
     for cfg in (float(x) for x in args.cfg.split(",")):
-        rows += edit_scores(pipe, strengths, sources, cfg_scale=cfg, negative=args.negative, judge=args.judge)
+        rows += edit_scores(pipe, strengths, sources, cfg_scale=cfg, negative=args.negative, judge=args.judge,
+                            seed=tuple(range(args.noise_seeds)))
     append_log(log, edit_log_entry(Path(path).name, path, sha, args.seed_set, args.sources, args.seconds, rows))
     for r in rows:
         r["seed_set"] = args.seed_set
@@ -554,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="whose pig sources (streamdit/toyworld/seed_sets.py): dev for every choice of strength or "
                          "guidance, sealed once per shipped model")
     ee.add_argument("--judge", choices=("v1", "v2"), default="v2", help="toyworld's judge (v1: the old tables)")
+    ee.add_argument("--noise-seeds", type=int, default=3, help="edits per source, each with its own noise seed")
     ee.add_argument("--log", help="the append-only log (default: eval-log.jsonl beside --json)")
     ee.add_argument("--rescore-sealed", action="store_true", help="score a model on the sealed set again")
     ee.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

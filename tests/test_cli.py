@@ -93,7 +93,8 @@ def test_eval_command_writes_tables(tiny_bundle, tmp_path):
 def test_eval_edit_command_sweeps_guidance_and_merges(tiny_bundle, tmp_path):
     model = save_tiny_32(tiny_bundle, tmp_path / "tiny.safetensors")
     md, js = tmp_path / "edit.md", tmp_path / "edit.json"
-    common = ("eval-edit", "--model", str(model), "--sources", "1", "--seconds", "1", "--plot", "")
+    common = ("eval-edit", "--model", str(model), "--sources", "1", "--seconds", "1", "--plot", "",
+              "--noise-seeds", "2")
     r = run_cli(*common, "--strengths", "0.5", "--out", str(md), "--json", str(js))
     assert r.returncode == 0, r.stderr
     assert "| none | 0.500 |" in md.read_text()
@@ -109,6 +110,7 @@ def test_eval_edit_command_sweeps_guidance_and_merges(tiny_bundle, tmp_path):
     # every sweep is a line of the log beside --json; the sealed sources are scored once per model file
     log = [json.loads(line) for line in (tmp_path / "eval-log.jsonl").read_text().splitlines()]
     assert [(e["kind"], e["seed_set"], e["judge"], len(e["rows"])) for e in log] == [("edit", "dev", "v2", 1)] * 2
+    assert log[0]["counts"] == {"sources": 1, "seconds": 1.0, "noise_seeds": 2}
     sealed = (*common, "--strengths", "0.5", "--seed-set", "sealed", "--out", "", "--json", str(tmp_path / "s.json"))
     assert run_cli(*sealed).returncode == 0
     r = run_cli(*sealed)

@@ -124,6 +124,9 @@ def test_edit_sweep_runs_and_plots(tiny_bundle, tmp_path):
     # guided away from each source's own caption: a second network pass changes the output
     guided = edit_scores(pipe, [0.5], edit_sources(2, 1.0, 8.0, (32, 32)), cfg_scale=2.0)
     plain = edit_scores(pipe, [0.5], edit_sources(2, 1.0, 8.0, (32, 32)))
+    # each source edited once per noise seed: two seeds, twice the edits, each counted once in the interval
+    two = edit_scores(pipe, [0.5], edit_sources(1, 1.0, 8.0, (32, 32)), seed=(0, 1))
+    assert two[0]["noise_seeds"] == 2 and two[0]["target"]["total"] == 16 and len(two[0]["target"]["per_stream"]) == 2
     assert guided[0]["negative"] == "source" and guided[0]["background_psnr"] != plain[0]["background_psnr"]
     md = edit_markdown(rows + guided, "tiny", 2, 1.0)
     assert "| none | 0.250 |" in md and "| cfg 2, away from the source caption | 0.500 |" in md

@@ -49,8 +49,10 @@ def edit_sources(count: int, seconds: float, fps: float, size: tuple[int, int], 
 
 
 def edit_scores(pipe, strengths: list[float], sources: list[dict], target: str = "cat", dilation: int = 2,
-                seed: int = 0, cfg_scale: float = 1.0, negative: str = "source", judge: str = "v2") -> list[dict]:
-    """One row per strength: identity, background PSNR, centroid distance, FPS; sources edited into `target`.
+                seed: int | tuple[int, ...] = 0, cfg_scale: float = 1.0, negative: str = "source",
+                judge: str = "v2") -> list[dict]:
+    """One row per strength: identity, background PSNR, centroid distance, FPS; sources edited into `target`,
+    each once per noise seed in `seed` (an edit = a source and a seed; the intervals count each edit once).
 
     With cfg_scale > 1 the edit is guided away from `negative`; "source" means each source clip's own
     caption (what a user would type as what the video shows). judge: "v2" (judge_v2.py) or "v1" (the old tables)."""
@@ -59,16 +61,19 @@ def edit_scores(pipe, strengths: list[float], sources: list[dict], target: str =
     judge_frames = JUDGES[judge].judge_frames
     rows = []
     d = pipe.bundle.defaults
-    total = len(strengths) * sum(s["frames"].shape[0] for s in sources)
+    seeds = (seed,) if isinstance(seed, int) else tuple(seed)
+    edits = [(s, n) for s in sources for n in seeds]
+    total = len(strengths) * sum(s["frames"].shape[0] for s, _ in edits)
     with Progress(total, desc="edit sweep", unit="frame") as bar:
         for strength in strengths:
-            hits, totals = [], []  # per clip: its frames are not independent
+            hits, totals = [], []  # per edit: its frames are not independent
             psnrs, dists = [], []
             start, used = time.perf_counter(), strength
-            for s in sources:
+            for s, noise_seed in edits:
                 prompt = canonical_caption((target, s["scene"][1], s["scene"][2]))
                 neg = canonical_caption(s["scene"]) if negative == "source" else negative
-                stream = pipe.edit(s["frames"], prompt, strength=strength, seed=seed, fps=d.fps, cfg_scale=cfg_scale,
+                stream = pipe.edit(s["frames"], prompt, strength=strength, seed=noise_seed, fps=d.fps,
+                                   cfg_scale=cfg_scale,
                                    negative_prompt=neg if cfg_scale != 1 else "")
                 out = stream.take(s["frames"].shape[0])
                 used = stream.strength
@@ -82,7 +87,7 @@ def edit_scores(pipe, strengths: list[float], sources: list[dict], target: str =
                     dists.append(float(centroid_distance(fv.centroids[ok], s["centroids"][ok], d.width).mean()))
                 bar.update(out.shape[0])
             rows.append({"strength": used, "asked": strength, "cfg": cfg_scale,
-                         "negative": negative if cfg_scale != 1 else "", "judge": judge,
+                         "negative": negative if cfg_scale != 1 else "", "judge": judge, "noise_seeds": len(seeds),
                          "target": stream_rate(hits, totals),
                          "background_psnr": sum(psnrs) / len(psnrs), "worst_psnr": min(psnrs),
                          "centroid_px": sum(dists) / len(dists) if dists else float("nan"),
@@ -111,12 +116,14 @@ def meets_targets(r: dict, width: int = 64) -> bool:
 def edit_markdown(rows: list[dict], model: str, sources: int, seconds: float, width: int = 64) -> str:
     judges = sorted({r.get("judge", "v1") for r in rows})
     seeds = sorted({r.get("seed_set", "dev") for r in rows})
+    noise = ", ".join(sorted({str(r.get("noise_seeds", 1)) for r in rows}))
     lines = [f"Model `{model}`; judge {', '.join(judges)}; {', '.join(seeds)} seed set; {sources} held-out "
              f"source renders of a pig ({seconds:g} s each, every action x "
              "background), each edited into a cat (same action and background). Background PSNR on the raw "
              "decoder output against the source, outside the dilated (2 px) sprite masks of source and output; "
-             "centroid distance between source and output sprites; FPS end to end (encode, network, decode). The cat's "
-             "interval counts each clip once (its frames are not independent). "
+             "centroid distance between source and output sprites; FPS end to end (encode, network, decode). "
+             f"Each source is edited with {noise} noise seed(s); the "
+             "cat's interval counts each edit once (its frames are not independent). "
              f"Targets: cat on >= {100 * EDIT_TARGETS['identity']:.0f}% of frames, background >= "
              f"{EDIT_TARGETS['psnr_db']:g} dB, centroid <= {EDIT_TARGETS['centroid_px'] * width / 64:g} px.", "",
              "| guidance | strength | cat frames | background PSNR (mean / worst clip) | centroid distance | FPS "

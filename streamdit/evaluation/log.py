@@ -90,7 +90,8 @@ def edit_log_entry(name: str, path: str, sha256: str | None, seeds: str, sources
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": git_commit(), "kind": "edit", "model": name, "path": str(path), "sha256": sha256,
             "seed_set": seeds, "judge": rows[0].get("judge", "v1") if rows else None,
-            "counts": {"sources": sources, "seconds": seconds},
+            "counts": {"sources": sources, "seconds": seconds,
+                       "noise_seeds": rows[0].get("noise_seeds", 1) if rows else None},
             "rows": [{"strength": r["strength"], "cfg": r.get("cfg", 1.0), "negative": r.get("negative", ""),
                       "target": round(r["target"]["value"], 4), "background_psnr": round(r["background_psnr"], 2),
                       "centroid_px": round(r["centroid_px"], 3), "fps": round(r["fps"], 2)} for r in rows]}
