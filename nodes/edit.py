@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..streamdit.sampling.edit import DEFAULT_STRENGTH
 from ..streamdit.sampling.sources import FrameSource
 from . import host, registry
 from .consumers import SINKS
@@ -79,11 +80,12 @@ class StreamDiTVideoEdit:
                 "source_video": (source_choices(), {"default": EXAMPLE, "video_upload": True, "tooltip": "A video "
                                  "from ComfyUI's input folder (upload one with the button), the bundled example, or "
                                  "the video or images input (e.g. from Load Video or a video loader)."}),
-                "strength": ("FLOAT", {"default": 0.75, "min": 0.05, "max": 1.0, "step": 0.05, "tooltip":
-                             "How much may change: low keeps more of the source, 1 ignores it. Rounded onto the "
-                             "model's noise grid (steps of 1/8 for the embedded model). To change what the "
-                             "source shows (a pig into a cat), name the source in the prompt node's negative "
-                             "prompt and set cfg 2 there: 0.75 then changes the animal and keeps its motion."}),
+                "strength": ("FLOAT", {"default": DEFAULT_STRENGTH, "min": 0.05, "max": 1.0, "step": 0.025,
+                             "tooltip": "How much may change: low keeps more of the source, 1 ignores it. Rounded "
+                             "onto the model's noise grid (steps of 1/8 for the embedded model; halfway, the lower "
+                             "level). 0.875 changes the animal (a pig into a cat) and keeps the background and the "
+                             "motion with no negative prompt; naming the source in the prompt node's negative prompt "
+                             "with cfg 2 there changes it more surely at 0.75, at two network passes per frame."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1, "control_after_generate": True,
                          "tooltip": "The noise added to the source; the same seed gives the same edit."}),
                 "fps": ("FLOAT", {"default": 16.0, "min": 1.0, "max": 120.0, "step": 1.0, "tooltip":

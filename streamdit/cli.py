@@ -310,7 +310,8 @@ def cmd_edit(args) -> int:
         print(f"model: {pipe.describe()}" + ("  [UNTRAINED: random weights]" if pipe.untrained else ""),
               file=sys.stderr)
         print(f"edit: {args.input} ({source.length or '?'} frames @ {source.fps:g} fps) -> {cfg.width}x{cfg.height}, "
-              f"strength {stream.strength:g} (asked {args.strength:g}; allowed: "
+              f"strength {stream.strength:g} ("
+              + (f"asked {args.strength:g}" if args.strength is not None else "the default") + "; allowed: "
               f"{', '.join(f'{x:g}' for x in stream.allowed_strengths())}), latency {stream.latency_frames} frames"
               + (f", family {pipe.family.name}" if pipe.family.causal else ""), file=sys.stderr)
         # a video file's audio goes along (stdin and image folders have none); the writer takes the source's first
@@ -504,8 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "frames, read in numeric order as it grows (with --input-fps); see docs/editing.md")
     ed.add_argument("--prompt", help="target prompt or 'time: prompt' schedule")
     ed.add_argument("--prompt-file")
-    ed.add_argument("--strength", type=float, default=0.75, help="how much to change: 0.3 keeps most, 1 ignores "
-                                                                 "the source (rounded onto the model's u grid)")
+    ed.add_argument("--strength", type=float, default=None, help="how much to change: 0.3 keeps most, 1 ignores the "
+                    "source (rounded onto the model's u grid); default 0.875, which changes the animal with no "
+                    "negative prompt and one network pass (docs/editing.md)")
     ed.add_argument("--out", required=True)
     ed.add_argument("--no-audio", action="store_true", help="drop the source's audio (by default a video file's "
                                                             "first audio track is kept, in sync, cut to the output)")

@@ -194,12 +194,16 @@ class Pipeline:
         return StreamConfig(partition=partition, height=height or d.height, width=width or d.width, fps=fps,
                             shift=d.shift if shift is None else shift, seed=int(seed), cold_start=cold_start)
 
-    def edit(self, source, prompt: str, *, strength: float = 0.75, seed: int = 0, lookahead: bool | None = None,
+    def edit(self, source, prompt: str, *, strength: float | None = None, seed: int = 0, lookahead: bool | None = None,
              fps: float | None = None, cfg_scale: float = 1.0, negative_prompt: str = "",
              transition_seconds: float = 0.0, **kw) -> Stream:
         """Open an edit stream: the source's frames (a FrameSource, a video path, or frames [T, H, W, 3])
-        edited toward the prompt (or schedule). Other settings as in stream()."""
-        from .sampling.edit import EditStream
+        edited toward the prompt (or schedule). strength None: sampling.edit.DEFAULT_STRENGTH (0.875). Other
+        settings as in stream()."""
+        from .sampling.edit import DEFAULT_STRENGTH, EditStream
+
+        if strength is None:
+            strength = DEFAULT_STRENGTH
         from .sampling.sources import FrameSource
 
         if not isinstance(source, FrameSource):

@@ -1,6 +1,6 @@
 """docs/img/pig-to-cat.png: the bundled pig video (top row) and its edit into a cat (bottom row).
 
-    PYTHONPATH=. python docs/scripts/pig_to_cat_strip.py [--strength 0.75] [--cfg 2] [--out docs/img/pig-to-cat.png]
+    PYTHONPATH=. python docs/scripts/pig_to_cat_strip.py [--strength S] [--cfg 2 --negative TEXT] [--out PNG]
 
 One frame every half second, 8 frames, scaled x2, the same settings as the bundled pig-to-cat workflow.
 """
@@ -16,9 +16,9 @@ from streamdit.pipeline import Pipeline
 SOURCE = "workflows/media/pig_walking_right_on_grass.mp4"
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-ap.add_argument("--strength", type=float, default=0.75)
-ap.add_argument("--cfg", type=float, default=2.0)
-ap.add_argument("--negative", default="a pig walking right on grass")
+ap.add_argument("--strength", type=float, default=None, help="default: the edit's default (0.875)")
+ap.add_argument("--cfg", type=float, default=1.0)
+ap.add_argument("--negative", default="")
 ap.add_argument("--prompt", default="a cat walking right on grass")
 ap.add_argument("--out", default="docs/img/pig-to-cat.png")
 args = ap.parse_args()

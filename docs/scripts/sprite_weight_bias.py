@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--cache", default="runs/cache", help="a run folder holding cache.pt and cache-appear.pt")
     ap.add_argument("--weight", type=float, required=True, help="sprite cells weigh 1 + this")
     ap.add_argument("--sigma-max", type=float, default=1.0, help="weigh sprite cells only on frames this clean")
+    ap.add_argument("--no-empty", action="store_true",
+                    help="train on clips that show their animal throughout (no appearing or empty clips)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--scenes", type=int, default=12)
@@ -56,9 +58,13 @@ def main() -> None:
     module = TextConditionedDiT(bundle.model, bundle.text_encoder).train()
     cache = torch.load(f"{args.cache}/cache.pt", weights_only=True)
     appear = Path(f"{args.cache}/cache-appear.pt")
-    if appear.is_file():
+    if appear.is_file() and not args.no_empty:
         cache = merge_caches(cache, torch.load(str(appear), weights_only=True))
-    data = LatentClips(cache, 16, 16, caption)
+    weights = None
+    if args.no_empty:  # clips whose animal is there from the first frame to the last
+        weights = torch.tensor([float(s["before"][0] is not None and s["after"][0] is not None)
+                                for s in cache["specs"]])
+    data = LatentClips(cache, 16, 16, caption, weights=weights)
     mix, schedule = PartitionMix(), Schedule(1.0)
 
     def loss_fn(m, batch, g):
@@ -92,6 +98,7 @@ def main() -> None:
           f"none {total['none'] / n:.1%}  judge v2 clips right of {len(scenes)}: {hits}")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.out, "doubling.json").write_text(json.dumps({"weight": args.weight, "sigma_max": args.sigma_max,
+                                                           "no_empty": args.no_empty,
                                                            "steps": args.steps, **total,
                                                            "clips": len(scenes), "judge_v2": hits}) + "\n")
 
