@@ -367,7 +367,6 @@ def cmd_eval_edit(args) -> int:
     append_log(log, edit_log_entry(Path(path).name, path, sha, args.seed_set, args.sources, args.seconds, rows))
     for r in rows:
         r["seed_set"] = args.seed_set
-    for r in rows:
         print(f"{guidance(r)}, strength {r['strength']:.3f}: cat {r['target']['value']:.3f}, background "
               f"{r['background_psnr']:.1f} dB (worst {r['worst_psnr']:.1f}), centroid {r['centroid_px']:.2f} px, "
               f"{r['fps']:.1f} FPS")

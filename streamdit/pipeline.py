@@ -201,10 +201,10 @@ class Pipeline:
         edited toward the prompt (or schedule). strength None: sampling.edit.DEFAULT_STRENGTH (0.875). Other
         settings as in stream()."""
         from .sampling.edit import DEFAULT_STRENGTH, EditStream
+        from .sampling.sources import FrameSource
 
         if strength is None:
             strength = DEFAULT_STRENGTH
-        from .sampling.sources import FrameSource
 
         if not isinstance(source, FrameSource):
             if isinstance(source, (str, Path)):

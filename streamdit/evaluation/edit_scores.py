@@ -73,8 +73,7 @@ def edit_scores(pipe, strengths: list[float], sources: list[dict], target: str =
                 prompt = canonical_caption((target, s["scene"][1], s["scene"][2]))
                 neg = canonical_caption(s["scene"]) if negative == "source" else negative
                 stream = pipe.edit(s["frames"], prompt, strength=strength, seed=noise_seed, fps=d.fps,
-                                   cfg_scale=cfg_scale,
-                                   negative_prompt=neg if cfg_scale != 1 else "")
+                                   cfg_scale=cfg_scale, negative_prompt=neg if cfg_scale != 1 else "")
                 out = stream.take(s["frames"].shape[0])
                 used = stream.strength
                 fv = judge_frames(out)
