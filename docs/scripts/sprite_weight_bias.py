@@ -10,6 +10,8 @@ weighted (--weight 10, the control) or plain (--weight 0), then count its sprite
 dev scenes of docs/scripts/doubling.py (teacher, 4 micro steps, cfg 1.5, frames 0-47).
 
     python docs/scripts/sprite_weight_bias.py --weight 0 --out runs/bias-w0
+    python docs/scripts/sprite_weight_bias.py --weight 10 --steps 0 \
+        --checkpoint runs/v8/teacher-refine/checkpoint-0000800.pt --out runs/v8-800   # a recipe's checkpoint
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ def main() -> None:
     ap.add_argument("--no-empty", action="store_true",
                     help="train on clips that show their animal throughout (no appearing or empty clips)")
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--checkpoint", help="start from this trainer checkpoint's weights (a recipe's teacher stage)")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--scenes", type=int, default=12)
     ap.add_argument("--out", required=True)
@@ -56,6 +59,8 @@ def main() -> None:
     torch.set_float32_matmul_precision("high")
     bundle = load_checkpoint(args.teacher, dtype=torch.float32)
     module = TextConditionedDiT(bundle.model, bundle.text_encoder).train()
+    if args.checkpoint:
+        module.load_state_dict(torch.load(args.checkpoint, weights_only=False)["model"])
     cache = torch.load(f"{args.cache}/cache.pt", weights_only=True)
     appear = Path(f"{args.cache}/cache-appear.pt")
     if appear.is_file() and not args.no_empty:
