@@ -193,6 +193,11 @@ def _read_merge(path: str, command: str, expected: str, valid):
     return data
 
 
+def _log_path(args) -> Path:
+    """The eval log of eval / eval-edit: --log, else eval-log.jsonl beside --json, else docs/eval-log.jsonl."""
+    return Path(args.log or (Path(args.json).with_name("eval-log.jsonl") if args.json else "docs/eval-log.jsonl"))
+
+
 def cmd_eval(args) -> int:
     import json
 
@@ -213,7 +218,7 @@ def cmd_eval(args) -> int:
         if default_teacher_path() is not None:
             models["teacher"] = str(default_teacher_path())
     seeds = "dev" if args.dev else args.seed_set
-    log = args.log or (Path(args.json).with_name("eval-log.jsonl") if args.json else Path("docs/eval-log.jsonl"))
+    log = _log_path(args)
     shas = {name: file_sha256(path) for name, path in models.items()}
     if seeds == "sealed":  # refuse before measuring anything
         for name, path in models.items():
@@ -352,7 +357,7 @@ def cmd_eval_edit(args) -> int:
     path = args.model or (str(default_model_path()) if default_model_path() else None)
     if path is None:
         raise ValueError("no embedded default model in this checkout: give --model PATH")
-    log = Path(args.log or (Path(args.json).with_name("eval-log.jsonl") if args.json else "docs/eval-log.jsonl"))
+    log = _log_path(args)
     sha = file_sha256(path)
     if args.seed_set == "sealed":  # refuse before measuring anything
         check_sealed(log, sha, path, args.rescore_sealed, kind="edit")

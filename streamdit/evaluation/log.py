@@ -66,12 +66,17 @@ def headline(result: dict) -> dict[str, float]:
     return {k: round(v, 4) for k, v in out.items()}
 
 
+def _entry(name: str, path: str, sha256: str | None, seeds: str, judge: str | None) -> dict:
+    """What every line of the log starts with: when, from which commit, which file, which seed set and judge."""
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": git_commit(), "model": name, "path": str(path), "sha256": sha256, "seed_set": seeds,
+            "judge": judge}
+
+
 def log_entry(name: str, path: str, sha256: str | None, result: dict) -> dict:
     """One line of the log for a scored model."""
     s = result["settings"]
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "commit": git_commit(), "model": name, "path": str(path), "sha256": sha256,
-            "seed_set": s["seed_set"], "judge": s["judge"], "settings": s,
+    return {**_entry(name, path, sha256, s["seed_set"], s["judge"]), "settings": s,
             "counts": {"clips": result["adherence"]["all"]["total"], "long_streams": len(result["long"]["streams"]),
                        "change_streams": len(result["change"]["streams"])},
             "seconds": round(result["seconds"], 1), "headline": headline(result)}
@@ -87,9 +92,7 @@ def append_log(path: str | Path, entry: dict) -> None:
 def edit_log_entry(name: str, path: str, sha256: str | None, seeds: str, sources: int, seconds: float,
                    rows: list[dict]) -> dict:
     """One line of the log for an edit sweep (eval-edit): every row's identity, background, centroid and FPS."""
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "commit": git_commit(), "kind": "edit", "model": name, "path": str(path), "sha256": sha256,
-            "seed_set": seeds, "judge": rows[0].get("judge", "v1") if rows else None,
+    return {**_entry(name, path, sha256, seeds, rows[0].get("judge", "v1") if rows else None), "kind": "edit",
             "counts": {"sources": sources, "seconds": seconds,
                        "noise_seeds": rows[0].get("noise_seeds", 1) if rows else None},
             "rows": [{"strength": r["strength"], "cfg": r.get("cfg", 1.0), "negative": r.get("negative", ""),

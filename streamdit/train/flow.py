@@ -74,9 +74,12 @@ class TextConditionedDiT(nn.Module):
         return self.dit(x, t, context)
 
 
-def sprite_weights(masks: torch.Tensor, weight: float) -> torch.Tensor:
-    """Per latent cell loss weights [B, 1, T, h, w]: 1 + weight on sprite cells grown by one cell (edges)."""
+def sprite_weights(masks: torch.Tensor, weight: float, frames: torch.Tensor | None = None) -> torch.Tensor:
+    """Per latent cell loss weights [B, 1, T, h, w]: 1 + weight on sprite cells grown by one cell (edges), on
+    the frames where `frames` [B, T] (bool) is true (None: every frame)."""
     m = torch.nn.functional.max_pool2d(masks.flatten(0, 1)[:, None].float(), 3, stride=1, padding=1)
+    if frames is not None:
+        m = m * frames.flatten()[:, None, None, None].to(m)
     return (1 + weight * m).unflatten(0, masks.shape[:2]).transpose(1, 2)
 
 
@@ -110,8 +113,8 @@ def flow_matching_loss(model: nn.Module, batch: dict, mix: PartitionMix, schedul
     if sprite_weight > 0:
         if "masks" not in batch:
             raise ValueError("sprite_weight > 0 needs sprite masks in the batch (a latent cache built with masks)")
-        gate = (sigma[:, k:] <= sprite_sigma_max).to(err).view(b, 1, f, 1, 1)  # frames whose weight applies
-        w = 1 + (sprite_weights(batch["masks"][:, batch["masks"].shape[1] - f:], sprite_weight).to(err) - 1) * gate
+        w = sprite_weights(batch["masks"][:, batch["masks"].shape[1] - f:], sprite_weight,
+                           sigma[:, k:] <= sprite_sigma_max).to(err)
         loss = (err * w).sum() / (w.sum() * err.shape[1])
     else:
         loss = err.mean()

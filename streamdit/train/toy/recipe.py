@@ -52,11 +52,9 @@ class ToyRecipe:
     # measured, it halves the doubles but the sprite is then lost on a quarter of the frames
     refine_steps: int = 0
     refine_lr: float = 2e-4
-    refine_sprite_weight: float = 10.0
     refine_sprite_sigma_max: float = 0.5
     tune_steps: int = 600  # > 0: tune the teacher on streaming partitions (no c = B), to continue hops
-    tune_sprite_weight: float = 10.0  # the tune's sprite weight (as sprite_weight_flow)
-    tune_sprite_sigma_max: float = 1.0  # ... on frames with sigma <= this (1: every frame, as shipped)
+    tune_sprite_sigma_max: float = 1.0  # sprite_weight_flow on the tune's frames with sigma <= this (1: every frame)
     tune_lr: float = 2e-4
     tune_jump_weight: float = 3.0  # clips with a jumping scene are drawn this many times as often
     tune_chunk_sizes: tuple[int, ...] = (1, 2, 4, 8)

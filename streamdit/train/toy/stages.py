@@ -248,7 +248,7 @@ def stage_teacher_refine(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict
     data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption)
     return _flow_stage(recipe, codec, "teacher-refine", teacher.train(), recipe.mix, data, recipe.refine_steps,
                        recipe.refine_lr, max(1, recipe.refine_steps // 30), 0.0, recipe.refine_steps, "raw",
-                       recipe.refine_sprite_weight, recipe.refine_sprite_sigma_max)
+                       recipe.sprite_weight_flow, recipe.refine_sprite_sigma_max)
 
 
 def stage_teacher_tune(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher):
@@ -265,7 +265,7 @@ def stage_teacher_tune(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, 
                        weights=1.0 + (recipe.tune_jump_weight - 1.0) * jumping)
     # stage_teacher hands over trainable weights
     return _flow_stage(recipe, codec, "teacher-tune", teacher.train(), mix, data, recipe.tune_steps, recipe.tune_lr,
-                       max(1, recipe.tune_steps // 30), 0.0, recipe.tune_steps, "raw", recipe.tune_sprite_weight,
+                       max(1, recipe.tune_steps // 30), 0.0, recipe.tune_steps, "raw", recipe.sprite_weight_flow,
                        recipe.tune_sprite_sigma_max)
 
 
