@@ -282,3 +282,21 @@ def test_result_keys_keep_every_kind_of_run_of_a_model():
     both = {"student": v1, "student (sealed, judge v2)": v2_sealed}
     assert list(groups(both)) == [("v2", "sealed"), ("v1", "dev")]
     assert all(list(g) == ["student"] for g in groups(both).values())
+
+
+def test_judge_v2_beside_v1_tells_the_same_file_from_a_retrained_one():
+    r = evaluate_model(RenderPipe(), QUICK, "renders")
+    sealed = {"settings": {**r["settings"], "seed_set": "sealed", "judge": "v2"}}
+    old = {"settings": {**r["settings"], "seed_set": "test", "judge": "v1"}}
+    results = {"student": {**r, **old, "sha256": "aa", "path": "gone/student.safetensors"},
+               "diagonal": {**r, **old, "path": "gone/diagonal.safetensors"},  # v1's file, never hashed
+               "student (sealed, judge v2)": {**r, **sealed, "sha256": "aa"},
+               "diagonal (sealed, judge v2)": {**r, **sealed, "sha256": "bb"}}
+    md = render_markdown(results)
+    beside = md[md.index("### Beside judge v1"):md.index("## History")]
+    assert "| student: v2, sealed | student: v1, dev | diagonal: v2, sealed | diagonal: v1, dev (earlier run) |" \
+        in beside and "except diagonal (marked \"earlier run\")" in beside
+    history = md[md.index("## History"):]
+    assert "Re-scored with judge v2 above: student." in history
+    assert "Trained again and scored with judge v2 above (the files judged here were not kept): diagonal." in history
+    assert "Not re-scored" not in history

@@ -163,10 +163,14 @@ _BESIDE = (("clips: animal", "adherence", "animal"), ("clips: background", "adhe
            ("pig -> cat: one sprite after", "change", "one_sprite_after"))
 
 
+def same_file(a: dict, b: dict) -> bool:
+    """Whether two results judged the same model file (by sha256; a result without one matches nothing)."""
+    return a.get("sha256") is not None and a.get("sha256") == b.get("sha256")
+
+
 def _beside_v1(new: dict[str, dict], old: dict[str, dict], seeds: str) -> list[str]:
-    """Each re-scored model's judge-v2 numbers beside its judge-v1 numbers (same model file)."""
-    pairs = [(n, r, old[n]) for n, r in new.items()
-             if n in old and Path(str(old[n].get("path"))).name == Path(str(r.get("path"))).name]
+    """Each model's judge-v2 numbers beside its judge-v1 numbers: the same file, or (marked) an earlier run."""
+    pairs = [(n, r, old[n]) for n, r in new.items() if n in old]
     if not pairs:
         return []
 
@@ -176,7 +180,9 @@ def _beside_v1(new: dict[str, dict], old: dict[str, dict], seeds: str) -> list[s
             return "-"
         return _pct(part[k])
 
-    lines = ["| measure | " + " | ".join(f"{n}: v2, {seeds} | {n}: v1, dev" for n, _, _ in pairs) + " |",
+    lines = ["| measure | " + " | ".join(f"{n}: v2, {seeds} | {n}: v1, dev" + ("" if same_file(r, o) else
+                                                                                  " (earlier run)")
+                                         for n, r, o in pairs) + " |",
              "|---|" + "---|---|" * len(pairs)]
     for label, group, k in _BESIDE:
         lines.append(f"| {label} | " + " | ".join(f"{cell(r, group, k)} | {cell(o, group, k)}" for _, r, o in pairs)
@@ -206,19 +212,27 @@ def _v2_section(seeds: str, results: dict[str, dict], v1: dict[str, dict]) -> li
         differ = ("Only the judge differs between the columns (same seeds and captions): v2 calls"
                   if seeds == "dev" else f"Two things differ between the columns: the {seeds} set's seeds"
                   + (" and captions" if seeds == "sealed" else "") + ", and the judge: v2 calls")
+        rerun = [n for n, r in results.items() if n in v1 and not same_file(r, v1[n])]
+        files = ("The same model files" + (f", except {' and '.join(rerun)} (marked \"earlier run\"): the files "
+                                           "v1 judged were not kept, so the same recipe variant was trained again "
+                                           "with this checkout's code; its v1 column is the earlier run"
+                                           if rerun else "") + ".")
         lines += ["", "### Beside judge v1 on the dev seeds (the history tables below)", "",
-                  "The same model files. The v1 columns were judged by v1 on the dev seeds with canonical captions "
+                  f"{files} The v1 columns were judged by v1 on the dev seeds with canonical captions "
                   "(the seeds that chose these models); v1 had no sprite count (-), and its \"no drift\" is on its "
                   f"three measures. {differ} a blob or smear of the right colour no animal, counts sprites, and "
                   "its background can fail.", "", *beside]
     return lines + [""]
 
 
-def _v1_section(seeds: str, results: dict[str, dict], rescored: set[str]) -> list[str]:
-    again = [n for n in results if n in rescored]
-    rest = [n for n in results if n not in rescored]
-    missing = [f"{n} (`{results[n].get('path')}`)" for n in rest if not Path(str(results[n].get("path"))).is_file()]
+def _v1_section(seeds: str, results: dict[str, dict], v2: dict[str, dict]) -> list[str]:
+    again = [n for n in results if n in v2 and same_file(results[n], v2[n])]
+    rerun = [n for n in results if n in v2 and n not in again]
+    missing = [f"{n} (`{results[n].get('path')}`)" for n in results
+               if n not in v2 and not Path(str(results[n].get("path"))).is_file()]
     note = (f" Re-scored with judge v2 above: {', '.join(again)}." if again else "") + (
+        f" Trained again and scored with judge v2 above (the files judged here were not kept): {', '.join(rerun)}."
+        if rerun else "") + (
         " Not re-scored, because their files are not in this checkout (older versions were replaced; the baselines' "
         "`runs/` folder is not kept): " + ", ".join(missing) + "." if missing else "")
     return [f"## History: judge v1 on the {seeds} seeds", "",
@@ -244,9 +258,9 @@ def render_markdown(results: dict[str, dict], header: str = "") -> str:
     by_kind = groups({k: with_stream_intervals(r) for k, r in results.items()})
     v1 = {n: r for (judge, seeds), rs in by_kind.items() if judge == "v1" and seeds == "dev" for n, r in rs.items()}
     lines = [header] if header else []
-    rescored = {n for (judge, _), rs in by_kind.items() if judge == "v2" for n in rs}
+    v2 = {n: r for (judge, _), rs in by_kind.items() if judge == "v2" for n, r in rs.items()}
     for (judge, seeds), rs in by_kind.items():
-        lines += _v2_section(seeds, rs, v1) if judge == "v2" else _v1_section(seeds, rs, rescored)
+        lines += _v2_section(seeds, rs, v1) if judge == "v2" else _v1_section(seeds, rs, v2)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
