@@ -290,9 +290,10 @@ def test_judge_v2_beside_v1_tells_the_same_file_from_a_retrained_one():
     old = {"settings": {**r["settings"], "seed_set": "test", "judge": "v1"}}
     results = {"student": {**r, **old, "sha256": "aa", "path": "gone/student.safetensors"},
                "diagonal": {**r, **old, "path": "gone/diagonal.safetensors"},  # v1's file, never hashed
-               "student (sealed, judge v2)": {**r, **sealed, "sha256": "aa"},
-               "diagonal (sealed, judge v2)": {**r, **sealed, "sha256": "bb"}}
+               "student (sealed, judge v2)": {**r, **sealed, "sha256": "aa", "date": "2026-12-04"},
+               "diagonal (sealed, judge v2)": {**r, **sealed, "sha256": "bb", "date": "2026-12-05"}}
     md = render_markdown(results)
+    assert "## Judge v2 on the sealed set (2026-12-04 to 2026-12-05)" in md  # scored on two days
     beside = md[md.index("### Beside judge v1"):md.index("## History")]
     assert "| student: v2, sealed | student: v1, dev | diagonal: v2, sealed | diagonal: v1, dev (earlier run) |" \
         in beside and "except diagonal (marked \"earlier run\")" in beside

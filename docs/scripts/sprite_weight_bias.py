@@ -94,8 +94,10 @@ def main() -> None:
             with torch.no_grad():
                 video = pipe.stream(canonical_caption(scene), seed=seed, micro_steps=4, cfg_scale=1.5).take(48)
             add(total, counts(video))
-            for k, ok in judge_clip(video).checks(scene).items():
+            verdict = judge_clip(video)
+            for k, ok in verdict.checks(scene).items():
                 hits[k] = hits.get(k, 0) + int(ok)
+            hits["animal_frames"] = hits.get("animal_frames", 0) + sum(a == scene[0] for a in verdict.animals)
             bar.update(1)
     n = total["frames"]
     print(f"weight {args.weight:g} (sigma <= {args.sigma_max:g}), {args.steps} steps: one {total['one'] / n:.1%}  "
