@@ -25,6 +25,17 @@ def test_pack_entry_point():
     assert PACK.WEB_DIRECTORY == "./web" and (ROOT / "web" / "js" / "streamdit.js").is_file()
 
 
+def test_entry_point_imports_as_a_lone_file():
+    """pytest imports the root __init__.py on its own when the clone's folder name is no identifier
+    (ComfyUI-StreamDiT): it must load there, registering nothing, rather than fail every test's setup."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("__init__", ROOT / "__init__.py")
+    lone = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lone)
+    assert lone.NODE_CLASS_MAPPINGS == {} == lone.NODE_DISPLAY_NAME_MAPPINGS and lone.WEB_DIRECTORY == "./web"
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_node_declarations_are_consistent(name):
     cls = NODES[name]

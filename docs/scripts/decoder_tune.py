@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -35,6 +34,7 @@ from streamdit.sampling.partition import Schedule  # noqa: E402
 from streamdit.toyworld.captions import random_caption  # noqa: E402
 from streamdit.toyworld.render import render_batch  # noqa: E402
 from streamdit.toyworld.world import TRAIN_SEED_RANGE, random_scene  # noqa: E402
+from streamdit.train.autoencoder import optimizer_step, reconstruction_loss  # noqa: E402
 from streamdit.train.flow import TextConditionedDiT, sample_band_u  # noqa: E402
 
 
@@ -86,17 +86,10 @@ def main() -> None:
                 n_clean = max(1, int(args.clean_share * len(est)))
                 pick = torch.randperm(len(clean), generator=g)[:n_clean]
                 z_in = torch.cat([est, clean[pick]])
-                target = torch.cat([x.flatten(0, 1)[keep], x.flatten(0, 1)[pick]]).permute(0, 3, 1, 2)
+                target = torch.cat([x.flatten(0, 1)[keep], x.flatten(0, 1)[pick]])
                 m = torch.cat([masks.flatten(0, 1)[keep], masks.flatten(0, 1)[pick]])
-                weight = 1 + args.sprite_weight * F.max_pool2d(m[:, None].float(), 3, 1, 1)
-            rec = codec.decode_raw(codec.denormalise(z_in))
-            loss = (weight * ((rec - target).pow(2) + 0.1 * (rec - target).abs())).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(codec.decoder.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
+            loss = reconstruction_loss(codec.decode_raw(codec.denormalise(z_in)), target, m, args.sprite_weight)
+            losses.append(optimizer_step(opt, sched, codec.decoder.parameters(), loss))
             bar.update()
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")

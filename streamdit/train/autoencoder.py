@@ -13,6 +13,26 @@ from ..io.progress import Progress
 FrameSource = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
+def reconstruction_loss(rec: torch.Tensor, frames: torch.Tensor, masks: torch.Tensor,
+                        sprite_weight: float) -> torch.Tensor:
+    """MSE + 0.1 L1 of decoded frames [n, 3, H, W] against frames [n, H, W, 3], sprite pixels (masks [n, H, W],
+    dilated by one) weighted 1 + sprite_weight."""
+    weight = 1 + sprite_weight * F.max_pool2d(masks[:, None].float(), 3, 1, 1)
+    err = rec - frames.permute(0, 3, 1, 2)
+    return (weight * (err.pow(2) + 0.1 * err.abs())).mean()
+
+
+def optimizer_step(opt: torch.optim.Optimizer, sched, params, loss: torch.Tensor) -> float:
+    """One clipped (norm 1) optimiser and schedule step; returns the loss."""
+    params = list(params)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def train_autoencoder(codec: AutoencoderCodec, frames: FrameSource, steps: int, batch: int = 32, lr: float = 1e-3,
                       seed: int = 0, latent_noise: float = 0.1, sprite_weight: float = 20.0,
                       log: Callable[[int, float], None] | None = None) -> list[float]:
@@ -27,19 +47,11 @@ def train_autoencoder(codec: AutoencoderCodec, frames: FrameSource, steps: int, 
     with Progress(steps, desc="autoencoder", unit="step") as bar:
         for step in range(steps):
             x, mask = frames(batch, g)
-            weight = 1 + sprite_weight * F.max_pool2d(mask[:, None].float(), 3, 1, 1)
             z = codec.encode_raw(x)
             noise = torch.randn(z.shape, generator=g) * latent_noise * z.detach().std()
             z = torch.cat([z[: batch // 2], z[batch // 2:] + noise[batch // 2:]])
-            rec = codec.decode_raw(z)
-            target = x.permute(0, 3, 1, 2)
-            loss = (weight * ((rec - target).pow(2) + 0.1 * (rec - target).abs())).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
+            loss = reconstruction_loss(codec.decode_raw(z), x, mask, sprite_weight)
+            losses.append(optimizer_step(opt, sched, codec.parameters(), loss))
             bar.update()
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
