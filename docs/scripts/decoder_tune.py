@@ -22,13 +22,11 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from streamdit.io.checkpoint import load_checkpoint  # noqa: E402
+from streamdit.io.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from streamdit.io.progress import Progress  # noqa: E402
 from streamdit.sampling.partition import Schedule  # noqa: E402
 from streamdit.toyworld.captions import random_caption  # noqa: E402
@@ -95,16 +93,9 @@ def main() -> None:
                 bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.4f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with safe_open(args.model, framework="pt") as f:
-        meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    for k, v in codec.decoder.state_dict().items():
-        key = "codec.decoder." + k
-        tensors[key] = v.detach().to(tensors[key].dtype).contiguous()
-    extra = json.loads(meta.get("meta", "{}"))
-    extra["decoder_tune"] = {k: v for k, v in vars(args).items()}
-    meta["meta"] = json.dumps(extra)
-    save_file(tensors, str(out), metadata=meta)
+    save_checkpoint(str(out), bundle.model, bundle.config, text_encoder=bundle.text_encoder, codec=codec,
+                    defaults=d, meta={**bundle.meta, "decoder_tune": vars(args)}, dtype=torch.bfloat16,
+                    parts_dtype=torch.float16)  # the shipped file's dtypes: only the decoder's values change
     record = {"args": vars(args), "seconds": time.perf_counter() - start,
               "loss_first_50": sum(losses[:50]) / max(1, len(losses[:50])),
               "loss_last_50": sum(losses[-50:]) / max(1, len(losses[-50:]))}

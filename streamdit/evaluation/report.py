@@ -192,7 +192,7 @@ def _beside_v1(new: dict[str, dict], old: dict[str, dict], seeds: str) -> list[s
 
 def _v2_section(seeds: str, results: dict[str, dict], v1: dict[str, dict]) -> list[str]:
     dates = sorted({r["date"] for r in results.values() if r.get("date")})
-    date = " to ".join(dates[::len(dates) - 1] if len(dates) > 1 else dates)
+    date = f"{dates[0]} to {dates[-1]}" if len(dates) > 1 else "".join(dates)
     streams = any(r["long"]["streams"] for r in results.values())
     lines = [f"## Judge v2 on the {seeds} set" + (f" ({date})" if date else ""), "",
              f"Judge: `streamdit/toyworld/judge_v2.py`, frozen before these runs ([judge-v2.md](judge-v2.md)); "
