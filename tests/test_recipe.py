@@ -61,7 +61,11 @@ def test_quick_recipe_exports_student_teacher_and_baselines_that_stream(tmp_path
         assert torch.equal(module.dit.state_dict()[k], v.float()), k
     took = R.quick(str(tmp_path / "took"))
     took.codec_from = took.teacher_from = str(out["teacher"])
+    took.train_autocast = "bfloat16"  # the long runs' setting (docs/training.md): every stage trains under it
     again = run(took)
+    for stage in ("teacher-refine", "teacher-tune", "student"):
+        state = torch.load(str(tmp_path / "took" / stage / "checkpoint-0000002.pt"), weights_only=True)
+        assert state["config"]["autocast"] == "bfloat16", stage
     assert not (tmp_path / "took" / "teacher").exists() and not (tmp_path / "took" / "autoencoder.safetensors").exists()
     assert (tmp_path / "took" / "teacher-refine" / "checkpoint-0000002.pt").is_file()
     assert Pipeline.load(str(again["student"])).stream("a cat walking left on snow").take(4).shape == (4, 64, 64, 3)
@@ -145,6 +149,11 @@ def test_recipe_overrides_and_a_changed_recipe_is_refused_on_resume(tmp_path):
         recipe.override(["distill_steps=many"])
     with pytest.raises(ValueError, match="cold_start_teacher must be 'tuned' or 'untuned', got 'old'"):
         recipe.override(["cold_start_teacher=old"])
+    fast = ToyRecipe(out="x").override(["train_autocast=bfloat16", "train_compile=1"])
+    assert (fast.train_autocast, fast.train_compile) == ("bfloat16", 1)
+    with pytest.raises(ValueError, match="train_autocast must be '' .* got 'float16'"):
+        fast.override(["train_autocast=float16"])
+    assert fast.train_autocast == "bfloat16"  # a refused value leaves the recipe as it was
     (tmp_path / "run").mkdir()
     record_stage(recipe, "cache", {"clips": 1})
     recipe.check_resumable()  # the same recipe resumes

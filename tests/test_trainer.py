@@ -82,6 +82,46 @@ def test_resume_is_exact(tmp_path):
     assert len(list((tmp_path / "b").glob("checkpoint-*.pt"))) == 2  # keep=2
 
 
+def test_bfloat16_autocast_trains_in_bfloat16_and_resumes_exactly(tmp_path):
+    seen = []
+
+    def recording(tr):
+        inner = tr.loss_fn
+
+        def loss_fn(m, batch, g):
+            seen.append(m[0](batch[0]).dtype)  # the first layer's output: bf16 under autocast
+            return inner(m, batch, g)
+        tr.loss_fn = loss_fn
+        return tr
+
+    straight = recording(make(tmp_path / "a", steps=60, autocast="bfloat16"))
+    losses = straight.run()
+    assert set(seen) == {torch.bfloat16}
+    assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
+    assert all(p.dtype == torch.float32 for p in straight.module.parameters())  # master weights stay float32
+    first = make(tmp_path / "b", steps=60, autocast="bfloat16")
+    first.run(steps=30)
+    second = make(tmp_path / "b", steps=60, autocast="bfloat16")
+    assert second.resume() and second.step == 30
+    second.run()
+    a, b = weights(straight), weights(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="autocast must be"):
+        TrainConfig(out="x", steps=1, autocast="float16")
+
+
+def test_compiled_training_matches_eager_and_checkpoints_the_plain_module(tmp_path):
+    eager = make(tmp_path / "a", steps=6)
+    eager.run()
+    compiled = make(tmp_path / "b", steps=6, compile=True)
+    assert compiled.step_model is not compiled.model
+    compiled.run()
+    a, b = weights(eager), weights(compiled)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    state = torch.load(tmp_path / "b" / "checkpoint-0000006.pt", weights_only=True)
+    assert set(state["model"]) == set(eager.module.state_dict())  # no _orig_mod. prefixes
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(tmp_path):
     straight = make(tmp_path / "a")
     straight.run()

@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", help="start from this trainer checkpoint's weights (a recipe's teacher stage)")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--scenes", type=int, default=12)
+    ap.add_argument("--cfg", type=float, default=1.5, help="the teacher's guidance when counting")
+    ap.add_argument("--fast", action="store_true", help="train in bfloat16 autocast, compiled (docs/training.md)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_float32_matmul_precision("high")
@@ -77,7 +79,8 @@ def main() -> None:
 
     if args.steps:
         cfg = TrainConfig(out=args.out, steps=args.steps, lr=args.lr, warmup=10, ema=0.0, seed=0,
-                          checkpoint_every=100, desc=f"weight {args.weight:g}")
+                          checkpoint_every=100, desc=f"weight {args.weight:g}",
+                          autocast="bfloat16" if args.fast else "", compile=args.fast)
         trainer = Trainer(module, loss_fn, data, cfg)
         trainer.resume()
         if trainer.step < args.steps:
@@ -92,7 +95,7 @@ def main() -> None:
         for i, scene in enumerate(scenes):
             seed = DEV.clips[i % len(DEV.clips)]
             with torch.no_grad():
-                video = pipe.stream(canonical_caption(scene), seed=seed, micro_steps=4, cfg_scale=1.5).take(48)
+                video = pipe.stream(canonical_caption(scene), seed=seed, micro_steps=4, cfg_scale=args.cfg).take(48)
             add(total, counts(video))
             verdict = judge_clip(video)
             for k, ok in verdict.checks(scene).items():
@@ -100,12 +103,14 @@ def main() -> None:
             hits["animal_frames"] = hits.get("animal_frames", 0) + sum(a == scene[0] for a in verdict.animals)
             bar.update(1)
     n = total["frames"]
-    print(f"weight {args.weight:g} (sigma <= {args.sigma_max:g}), {args.steps} steps: one {total['one'] / n:.1%}  "
+    print(f"weight {args.weight:g} (sigma <= {args.sigma_max:g}), {args.steps} steps, cfg {args.cfg:g}: "
+          f"one {total['one'] / n:.1%}  "
           f"two+ {total['two+'] / n:.1%}  "
           f"none {total['none'] / n:.1%}  judge v2 clips right of {len(scenes)}: {hits}")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.out, "doubling.json").write_text(json.dumps({"weight": args.weight, "sigma_max": args.sigma_max,
                                                            "no_empty": args.no_empty,
+                                                           "cfg": args.cfg, "fast": args.fast,
                                                            "steps": args.steps, **total,
                                                            "clips": len(scenes), "judge_v2": hits}) + "\n")
 

@@ -45,6 +45,13 @@ class TrainConfig:
     log_every: int = 10
     keep: int = 2  # checkpoints kept on disk
     desc: str = "train"
+    # "bfloat16": forward and loss under autocast (weights, gradients and AdamW stay float32); "" is float32
+    autocast: str = ""
+    compile: bool = False  # torch.compile the training forward (checkpoints and probes use the plain module)
+
+    def __post_init__(self):
+        if self.autocast not in ("", "bfloat16"):
+            raise ValueError(f"autocast must be '' (float32) or 'bfloat16', got {self.autocast!r}")
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -80,6 +87,8 @@ class Trainer:
         self.ema = _make_ema(model) if config.ema > 0 else None
         self.model = dist_utils.wrap(model, parallel) if self.world > 1 else model
         self.parallel = parallel if self.world > 1 else "none"
+        # the compiled forward shares the module's parameters; only training steps go through it
+        self.step_model = torch.compile(self.model) if config.compile else self.model
         trainable = params if params is not None else [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(trainable, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
         self.step = 0
@@ -131,7 +140,9 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr_at(self.step)
         batch = self.data(self.step, self.data_gen)
-        loss, info = self.loss_fn(self.model, batch, self.loss_gen)
+        device = next(self.module.parameters()).device.type
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16"):
+            loss, info = self.loss_fn(self.step_model, batch, self.loss_gen)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.step}; lower the learning rate "
                                      f"(now {cfg.lr}) or resume from the last checkpoint in {self.out}")

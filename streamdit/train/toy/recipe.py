@@ -65,10 +65,16 @@ class ToyRecipe:
     variant: str = "streamdit"  # or a baseline: "diagonal", "extension"
     codec_from: str | None = None  # take the autoencoder from this checkpoint instead of training one
     teacher_from: str | None = None  # start from this exported teacher (DiT, text encoder) instead of training one
+    # every stage's training steps: "bfloat16" autocast and/or torch.compile (measured 1.7x together on the
+    # 2-core CPU, docs/training.md); off in the shipped recipe, which was trained in float32, eager
+    train_autocast: str = ""
+    train_compile: int = 0
 
     def __post_init__(self):
         if self.cold_start_teacher not in ("tuned", "untuned"):
             raise ValueError(f"cold_start_teacher must be 'tuned' or 'untuned', got {self.cold_start_teacher!r}")
+        if self.train_autocast not in ("", "bfloat16"):
+            raise ValueError(f"train_autocast must be '' (float32) or 'bfloat16', got {self.train_autocast!r}")
 
     @classmethod
     def quick(cls, out: str) -> ToyRecipe:

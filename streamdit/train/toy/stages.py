@@ -153,7 +153,8 @@ def _loop(recipe: ToyRecipe, name: str, model, loss_fn, data, steps: int, lr: fl
 
     out = Path(recipe.out) / name
     cfg = TrainConfig(out=str(out), steps=steps, lr=lr, warmup=warmup, ema=ema, seed=recipe.seed,
-                      checkpoint_every=max(1, min(200, steps)), desc=name)
+                      checkpoint_every=max(1, min(200, steps)), desc=name, autocast=recipe.train_autocast,
+                      compile=bool(recipe.train_compile))
 
     def on_checkpoint(tr):
         plot_losses({name: out / "log.csv"}, out / "loss.png", title=f"toy {name} loss")
