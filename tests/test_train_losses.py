@@ -72,6 +72,20 @@ def test_flow_loss_builds_the_noisy_buffer_and_excludes_references():
     w = torch.ones(3, 1, 4, 2, 2)
     w[0, :, 3] = 10.0  # the 3x3 neighbourhood of (0, 0) covers the whole 2x2 frame
     torch.testing.assert_close(loss_w, (target.pow(2) * w).sum() / (w.sum() * 2))
+    # a noise-level band weighs its frames 1 + boost, every cell alike, on top of the sprite weight
+    sigma = t[:, 2:]  # the denoised frames' levels (the same draws: same generator seed)
+    band = (sigma >= 0.3) & (sigma <= 0.8)
+    assert bool(band.any()) and not bool(band.all())
+    loss_b, _ = flow_matching_loss(model, {"latents": x0, "context": ["a pig"] * 3, "masks": masks}, mix,
+                                   Schedule(3.0), torch.Generator().manual_seed(1), text_dropout=0.0,
+                                   sprite_weight=9.0, sigma_boost=3.0, sigma_band=(0.3, 0.8))
+    wb = w * (1 + 3.0 * band.to(w)).view(3, 1, 4, 1, 1)
+    torch.testing.assert_close(loss_b, (target.pow(2) * wb).sum() / (wb.sum() * 2))
+    loss_p, _ = flow_matching_loss(model, {"latents": x0, "context": ["a pig"] * 3}, mix, Schedule(3.0),
+                                   torch.Generator().manual_seed(1), text_dropout=0.0, sigma_boost=3.0,
+                                   sigma_band=(0.3, 0.8))
+    wp = (1 + 3.0 * band.to(w)).view(3, 1, 4, 1, 1).expand(3, 1, 4, 2, 2)
+    torch.testing.assert_close(loss_p, (target.pow(2) * wp).sum() / (wp.sum() * 2))
     with pytest.raises(ValueError, match="needs sprite masks"):
         flow_matching_loss(model, {"latents": x0, "context": ["a pig"] * 3}, mix, Schedule(3.0), g, 0.0, 9.0)
 

@@ -42,27 +42,8 @@ sys.path.insert(0, str(ROOT / "docs" / "scripts"))
 from doubling import add, counts  # noqa: E402
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--teacher", default="streamdit/assets/streamdit-toy-teacher.safetensors")
-    ap.add_argument("--cache", default="runs/cache", help="a run folder holding cache.pt and cache-appear.pt")
-    ap.add_argument("--weight", type=float, required=True, help="sprite cells weigh 1 + this")
-    ap.add_argument("--sigma-max", type=float, default=1.0, help="weigh sprite cells only on frames this clean")
-    ap.add_argument("--no-empty", action="store_true",
-                    help="train on clips that show their animal throughout (no appearing or empty clips)")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--checkpoint", help="start from this trainer checkpoint's weights (a recipe's teacher stage)")
-    ap.add_argument("--lr", type=float, default=2e-4)
-    ap.add_argument("--scenes", type=int, default=12)
-    ap.add_argument("--cfg", type=float, default=1.5, help="the teacher's guidance when counting")
-    ap.add_argument("--fast", action="store_true", help="train in bfloat16 autocast, compiled (docs/training.md)")
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    torch.set_float32_matmul_precision("high")
-    bundle = load_checkpoint(args.teacher, dtype=torch.float32)
-    module = TextConditionedDiT(bundle.model, bundle.text_encoder).train()
-    if args.checkpoint:
-        module.load_state_dict(torch.load(args.checkpoint, weights_only=False)["model"])
+def train(module, args):
+    """Continue `module` for args.steps of the flow loss with sprite weight args.weight; the raw weights."""
     cache = torch.load(f"{args.cache}/cache.pt", weights_only=True)
     appear = Path(f"{args.cache}/cache-appear.pt")
     if appear.is_file() and not args.no_empty:
@@ -75,17 +56,46 @@ def main() -> None:
     mix, schedule = PartitionMix(), Schedule(1.0)
 
     def loss_fn(m, batch, g):
-        return flow_matching_loss(m, batch, mix, schedule, g, 0.1, args.weight, args.sigma_max)
+        return flow_matching_loss(m, batch, mix, schedule, g, 0.1, args.weight, args.sigma_max,
+                                  args.sigma_boost, tuple(args.sigma_band))
 
+    cfg = TrainConfig(out=args.out, steps=args.steps, lr=args.lr, warmup=10, ema=0.0, seed=0,
+                      checkpoint_every=100, desc=f"weight {args.weight:g}",
+                      autocast="bfloat16" if args.fast else "", compile=args.fast)
+    trainer = Trainer(module, loss_fn, data, cfg)
+    trainer.resume()
+    if trainer.step < args.steps:
+        trainer.run()
+    return trainer.raw_module()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--teacher", default="streamdit/assets/streamdit-toy-teacher.safetensors")
+    ap.add_argument("--cache", default="runs/cache", help="a run folder holding cache.pt and cache-appear.pt")
+    ap.add_argument("--weight", type=float, required=True, help="sprite cells weigh 1 + this")
+    ap.add_argument("--sigma-max", type=float, default=1.0, help="weigh sprite cells only on frames this clean")
+    ap.add_argument("--sigma-boost", type=float, default=0.0, help="frames with sigma in --sigma-band weigh 1 + this")
+    ap.add_argument("--sigma-band", type=float, nargs=2, default=(0.7, 0.95))
+    ap.add_argument("--no-empty", action="store_true",
+                    help="train on clips that show their animal throughout (no appearing or empty clips)")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--checkpoint", help="start from this trainer checkpoint's weights (a recipe's teacher stage)")
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--scenes", type=int, default=12)
+    ap.add_argument("--cfg", type=float, default=1.5, help="the teacher's guidance when counting")
+    ap.add_argument("--micro-steps", type=int, default=4, help="the teacher's Euler steps per chunk when counting")
+    ap.add_argument("--shift", type=float, default=1.0, help="the sampling schedule's shift when counting")
+    ap.add_argument("--fast", action="store_true", help="train in bfloat16 autocast, compiled (docs/training.md)")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    torch.set_float32_matmul_precision("high")
+    bundle = load_checkpoint(args.teacher, dtype=torch.float32)
+    module = TextConditionedDiT(bundle.model, bundle.text_encoder).train()
+    if args.checkpoint:
+        module.load_state_dict(torch.load(args.checkpoint, weights_only=False)["model"])
     if args.steps:
-        cfg = TrainConfig(out=args.out, steps=args.steps, lr=args.lr, warmup=10, ema=0.0, seed=0,
-                          checkpoint_every=100, desc=f"weight {args.weight:g}",
-                          autocast="bfloat16" if args.fast else "", compile=args.fast)
-        trainer = Trainer(module, loss_fn, data, cfg)
-        trainer.resume()
-        if trainer.step < args.steps:
-            trainer.run()
-        module = trainer.raw_module()
+        module = train(module, args)
     module.eval()
     pipe = Pipeline(Bundle(module.dit, module.dit.config, module.text_encoder, bundle.codec, bundle.defaults, {}),
                     torch.device("cpu"), torch.float32)
@@ -95,7 +105,8 @@ def main() -> None:
         for i, scene in enumerate(scenes):
             seed = DEV.clips[i % len(DEV.clips)]
             with torch.no_grad():
-                video = pipe.stream(canonical_caption(scene), seed=seed, micro_steps=4, cfg_scale=args.cfg).take(48)
+                video = pipe.stream(canonical_caption(scene), seed=seed, micro_steps=args.micro_steps,
+                                     shift=args.shift, cfg_scale=args.cfg).take(48)
             add(total, counts(video))
             verdict = judge_clip(video)
             for k, ok in verdict.checks(scene).items():
@@ -103,14 +114,18 @@ def main() -> None:
             hits["animal_frames"] = hits.get("animal_frames", 0) + sum(a == scene[0] for a in verdict.animals)
             bar.update(1)
     n = total["frames"]
-    print(f"weight {args.weight:g} (sigma <= {args.sigma_max:g}), {args.steps} steps, cfg {args.cfg:g}: "
+    print(f"weight {args.weight:g} (sigma <= {args.sigma_max:g}), {args.steps} steps, cfg {args.cfg:g}, "
+          f"s {args.micro_steps}, shift {args.shift:g}: "
           f"one {total['one'] / n:.1%}  "
           f"two+ {total['two+'] / n:.1%}  "
           f"none {total['none'] / n:.1%}  judge v2 clips right of {len(scenes)}: {hits}")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Path(args.out, "doubling.json").write_text(json.dumps({"weight": args.weight, "sigma_max": args.sigma_max,
+                                                           "sigma_boost": args.sigma_boost,
+                                                           "sigma_band": list(args.sigma_band),
                                                            "no_empty": args.no_empty,
                                                            "cfg": args.cfg, "fast": args.fast,
+                                                           "micro_steps": args.micro_steps, "shift": args.shift,
                                                            "steps": args.steps, **total,
                                                            "clips": len(scenes), "judge_v2": hits}) + "\n")
 

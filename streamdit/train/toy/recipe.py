@@ -53,6 +53,11 @@ class ToyRecipe:
     refine_steps: int = 0
     refine_lr: float = 2e-4
     refine_sprite_sigma_max: float = 0.5
+    # > 0: every flow stage weighs frames with sigma in [sigma_boost_lo, sigma_boost_hi] 1 + this (a weight of the
+    # noise level alone does not bias the minimiser): where the sprite's shape forms (docs/training.md). Off in v7
+    sigma_boost: float = 0.0
+    sigma_boost_lo: float = 0.7
+    sigma_boost_hi: float = 0.95
     tune_steps: int = 600  # > 0: tune the teacher on streaming partitions (no c = B), to continue hops
     tune_sprite_sigma_max: float = 1.0  # sprite_weight_flow on the tune's frames with sigma <= this (1: every frame)
     tune_lr: float = 2e-4

@@ -187,7 +187,8 @@ def _flow_stage(recipe: ToyRecipe, codec: AutoencoderCodec, name: str, model, mi
     schedule = Schedule(1.0)
 
     def loss_fn(m, batch, g):
-        return flow_matching_loss(m, batch, mix, schedule, g, recipe.text_dropout, sprite_weight, sprite_sigma_max)
+        return flow_matching_loss(m, batch, mix, schedule, g, recipe.text_dropout, sprite_weight, sprite_sigma_max,
+                                  recipe.sigma_boost, (recipe.sigma_boost_lo, recipe.sigma_boost_hi))
 
     probe = partial(probe_adherence, recipe=recipe, codec=codec, micro_steps=recipe.teacher_partition.micro_steps,
                     cfg_scale=recipe.cfg_scale)
