@@ -217,3 +217,18 @@ def test_uniform_samples_can_take_their_targets_from_another_teacher():
             assert 0 < info["uniform_share"] < 1
             one, _ = distill_loss(Oracle(), Const(1.0), batch, config, Schedule(), torch.Generator().manual_seed(1))
             assert float(one) > 0.5  # without it the uniform samples' targets are 1, the oracle says 3
+
+
+def test_text_conditioned_dit_compiles_its_dit_only():
+    from streamdit.network.config import ModelConfig
+    from streamdit.network.model import WanDiT
+    from streamdit.network.text import ToyTextEncoder
+    from streamdit.train.flow import TextConditionedDiT
+
+    cfg = ModelConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=1, in_dim=4, out_dim=4, text_dim=16, text_len=4,
+                      freq_dim=16, patch_size=(1, 2, 2))
+    module = TextConditionedDiT(WanDiT(cfg), ToyTextEncoder(["a", "pig"], cfg.text_dim, cfg.text_len))
+    module.compile()
+    # a graph of the text encoder would be specialised on the prompts' strings: it stays eager
+    assert module.dit._compiled_call_impl is not None and module.text_encoder._compiled_call_impl is None
+    assert module._compiled_call_impl is None

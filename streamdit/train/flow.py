@@ -68,6 +68,11 @@ class TextConditionedDiT(nn.Module):
         super().__init__()
         self.dit, self.text_encoder = dit, text_encoder
 
+    def compile(self, *args, **kwargs) -> None:
+        """Compile the DiT alone, in place: the text encoder takes Python strings, and a compiled graph would
+        be specialised on them (a new prompt list, a new compilation)."""
+        self.dit.compile(*args, **kwargs)
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, context) -> torch.Tensor:
         if isinstance(context, (list, tuple)):
             context = self.text_encoder.encode(list(context))
