@@ -70,8 +70,8 @@ class ToyRecipe:
     variant: str = "streamdit"  # or a baseline: "diagonal", "extension"
     codec_from: str | None = None  # take the autoencoder from this checkpoint instead of training one
     teacher_from: str | None = None  # start from this exported teacher (DiT, text encoder) instead of training one
-    # every stage's training steps: "bfloat16" autocast and/or torch.compile (measured 1.7x together on the
-    # 2-core CPU, docs/training.md); off in the shipped recipe, which was trained in float32, eager
+    # every stage's training steps: "bfloat16" autocast and/or torch.compile (1.4-1.7x together on the 2-core
+    # CPU, docs/training.md); off in the shipped recipe, which was trained in float32, eager
     train_autocast: str = ""
     train_compile: int = 0
 
