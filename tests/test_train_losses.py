@@ -219,7 +219,9 @@ def test_uniform_samples_can_take_their_targets_from_another_teacher():
             assert float(one) > 0.5  # without it the uniform samples' targets are 1, the oracle says 3
 
 
-def test_text_conditioned_dit_compiles_its_dit_only():
+def test_text_conditioned_dit_compiled_view_shares_weights_and_leaves_the_module_plain():
+    import copy
+
     from streamdit.network.config import ModelConfig
     from streamdit.network.model import WanDiT
     from streamdit.network.text import ToyTextEncoder
@@ -228,7 +230,9 @@ def test_text_conditioned_dit_compiles_its_dit_only():
     cfg = ModelConfig(dim=32, ffn_dim=64, num_heads=2, num_layers=1, in_dim=4, out_dim=4, text_dim=16, text_len=4,
                       freq_dim=16, patch_size=(1, 2, 2))
     module = TextConditionedDiT(WanDiT(cfg), ToyTextEncoder(["a", "pig"], cfg.text_dim, cfg.text_len))
-    module.compile()
-    # a graph of the text encoder would be specialised on the prompts' strings: it stays eager
-    assert module.dit._compiled_call_impl is not None and module.text_encoder._compiled_call_impl is None
-    assert module._compiled_call_impl is None
+    view = module.compiled()
+    # the DiT compiled over the same parameters; the text encoder (Python strings) stays eager
+    assert view.dit._orig_mod is module.dit and view.text_encoder is module.text_encoder
+    assert module.dit._compiled_call_impl is None and module._compiled_call_impl is None
+    student = copy.deepcopy(module)  # what a student or an EMA is made from: its own forward, its own weights
+    assert student.dit._compiled_call_impl is None

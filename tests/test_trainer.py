@@ -114,8 +114,10 @@ def test_compiled_training_matches_eager_and_checkpoints_the_plain_module(tmp_pa
     eager = make(tmp_path / "a", steps=6)
     eager.run()
     compiled = make(tmp_path / "b", steps=6, compile=True)
-    assert compiled.module._compiled_call_impl is not None  # compiled in place
+    assert compiled.step_model is not compiled.model
     compiled.run()
+    # the module and its EMA stay plain: a copy of an in-place compiled module would call the original's forward
+    assert compiled.module._compiled_call_impl is None and compiled.ema._compiled_call_impl is None
     a, b = weights(eager), weights(compiled)
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     state = torch.load(tmp_path / "b" / "checkpoint-0000006.pt", weights_only=True)

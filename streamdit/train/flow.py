@@ -68,10 +68,11 @@ class TextConditionedDiT(nn.Module):
         super().__init__()
         self.dit, self.text_encoder = dit, text_encoder
 
-    def compile(self, *args, **kwargs) -> None:
-        """Compile the DiT alone, in place: the text encoder takes Python strings, and a compiled graph would
-        be specialised on them (a new prompt list, a new compilation)."""
-        self.dit.compile(*args, **kwargs)
+    def compiled(self) -> TextConditionedDiT:
+        """A view that runs a compiled DiT with the same parameters; the text encoder stays eager (prompts are
+        Python strings: a graph would be specialised on them). Nothing here changes: copies of this module (an
+        EMA, a student) stay plain, where an in-place compile would leave them calling this module's forward."""
+        return TextConditionedDiT(torch.compile(self.dit), self.text_encoder)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, context) -> torch.Tensor:
         if isinstance(context, (list, tuple)):

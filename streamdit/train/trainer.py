@@ -47,7 +47,7 @@ class TrainConfig:
     desc: str = "train"
     # "bfloat16": forward and loss under autocast (weights, gradients and AdamW stay float32); "" is float32
     autocast: str = ""
-    compile: bool = False  # model.compile() in place before training (the module's own compile() decides what)
+    compile: bool = False  # training steps through torch.compile (the module's own compiled() view if it has one)
 
     def __post_init__(self):
         if self.autocast not in ("", "bfloat16"):
@@ -83,12 +83,16 @@ class Trainer:
         self.config, self.loss_fn, self.data, self.on_checkpoint = config, loss_fn, data, on_checkpoint
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
         self.module = model
-        if config.compile:  # in place, so state_dict keys stay; TextConditionedDiT compiles its DiT only
-            model.compile()
         # EMA holds full (unsharded) weights: made before FSDP2 shards the module in place
         self.ema = _make_ema(model) if config.ema > 0 else None
         self.model = dist_utils.wrap(model, parallel) if self.world > 1 else model
         self.parallel = parallel if self.world > 1 else "none"
+        # training steps run through a compiled view sharing the parameters; checkpoints, the EMA and probes
+        # use the plain module (TextConditionedDiT.compiled keeps its text encoder eager)
+        self.step_model = self.model
+        if config.compile:
+            plain = self.world == 1 and hasattr(model, "compiled")
+            self.step_model = model.compiled() if plain else torch.compile(self.model)
         trainable = params if params is not None else [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(trainable, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
         self.step = 0
@@ -142,7 +146,7 @@ class Trainer:
         batch = self.data(self.step, self.data_gen)
         device = next(self.module.parameters()).device.type
         with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16"):
-            loss, info = self.loss_fn(self.model, batch, self.loss_gen)
+            loss, info = self.loss_fn(self.step_model, batch, self.loss_gen)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.step}; lower the learning rate "
                                      f"(now {cfg.lr}) or resume from the last checkpoint in {self.out}")
