@@ -90,6 +90,7 @@ class Trainer:
         # training steps run through a compiled view sharing the parameters; checkpoints, the EMA and probes
         # use the plain module (TextConditionedDiT.compiled keeps its text encoder eager)
         self.step_model = self.model
+        self.device_type = next(model.parameters()).device.type  # autocast's device, fixed for the run
         if config.compile:
             plain = self.world == 1 and hasattr(model, "compiled")
             self.step_model = model.compiled() if plain else torch.compile(self.model)
@@ -144,8 +145,7 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr_at(self.step)
         batch = self.data(self.step, self.data_gen)
-        device = next(self.module.parameters()).device.type
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16"):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=cfg.autocast == "bfloat16"):
             loss, info = self.loss_fn(self.step_model, batch, self.loss_gen)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.step}; lower the learning rate "
