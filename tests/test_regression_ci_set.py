@@ -2,11 +2,10 @@
 
 The clips: seed_sets.CI's seeds, canonical captions, scenes spread over animals, actions and backgrounds
 (pig walking left on grass, cat walking right on snow, dog jumping by the sea, pig walking left at night,
-cat jumping on grass, duck walking left on snow). The shipped student's own result there (2026-12-04):
-background right on 6/6 clips, one sprite on 3/6, 70% of frames with exactly one sprite, animal 1/6 and
-motion 0/6 (judge v2's shape check calls most of its blob-like sprites "no animal", and motion needs an
-animal). The thresholds sit one clip, or 20 points, below that; a random model scores 0 on every one.
-Animal and motion get no threshold: at 1/6 and 0/6 the shipped model leaves no margin to set one with.
+cat jumping on grass, duck walking left on snow). The shipped student's own result there: v9 (2026-12-06)
+background right on 6/6 clips, animal 4/6, one sprite 3/6, 84% of frames with exactly one sprite, motion 1/6
+(v7 before it: 6/6, 1/6, 3/6, 70%, 0/6). The thresholds sit one clip, or 20 points, below v9's; a random model
+scores 0 on every one. Motion gets no threshold: at 1/6 the shipped model leaves no margin to set one with.
 """
 import pytest
 
@@ -14,8 +13,8 @@ from streamdit.evaluation.scores import EvalSettings, adherence
 from streamdit.pipeline import Pipeline, default_model_path
 
 CI = EvalSettings(seed_set="ci", scenes=6, long_streams=0, change_streams=0)
-MIN_CLIPS = {"background": 5, "one_sprite": 2}  # of the 6 clips
-MIN_ONE_SPRITE_FRAMES = 0.5  # share of all frames showing exactly one sprite
+MIN_CLIPS = {"background": 5, "animal": 3, "one_sprite": 2}  # of the 6 clips
+MIN_ONE_SPRITE_FRAMES = 0.64  # share of all frames showing exactly one sprite
 
 
 def missed(a: dict, unseen_clips: int = 0) -> list[str]:
