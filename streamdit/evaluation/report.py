@@ -128,6 +128,8 @@ def _change_table(results: dict[str, dict], v2: bool) -> list[str]:
              + (" one sprite after |" if v2 else ""), "|" + "---|" * (8 if v2 else 7)]
     for name, r in results.items():
         c = r["change"]
+        if "streams" in c and not c["streams"]:  # a run without change streams (as the long table skips)
+            continue
         n = len(c["streams"]) if c.get("streams") else "-"
         one = f" {_pct_streams(c['one_sprite_after'])} |" if "one_sprite_after" in c else " - |"
         lines.append(f"| {name} | {n} | {c['delay_seconds']:g} s | {_pct_streams(c['cat_after'])} "
@@ -142,8 +144,8 @@ def _targets(results: dict[str, dict]) -> list[str]:
         a, la, c = r["adherence"], r["long"]["last"], r["change"]
         keys = [k for k in ("animal", "background", "motion", "one_sprite") if k in a]
         long_ok = _mark(min(la[k]["value"] for k in keys if k in la) >= 0.85) if r["long"]["streams"] else "-"
-        lines.append(f"| {name} | {_mark(min(a[k]['value'] for k in keys) >= 0.9)} | {long_ok} "
-                     f"| {_mark(c['cat_after']['value'] >= 0.9)} |")
+        change_ok = "-" if "streams" in c and not c["streams"] else _mark(c["cat_after"]["value"] >= 0.9)
+        lines.append(f"| {name} | {_mark(min(a[k]['value'] for k in keys) >= 0.9)} | {long_ok} | {change_ok} |")
     if "student" in results and "teacher" in results:
         teacher, student, n = shared_streams(results["teacher"], results["student"])  # cut once, here
         gaps = _gaps(teacher, student)
@@ -271,7 +273,8 @@ def scores(r: dict) -> dict[str, float]:
     keys = [k for k in ("animal", "background", "motion", "one_sprite") if k in a]
     out = {f"adherence {k}": a[k]["value"] for k in keys}
     out.update({f"last 10 s {k}": la[k]["value"] for k in keys if k in la})
-    out["pig -> cat"] = r["change"]["cat_after"]["value"]
+    if r["change"].get("streams") or "streams" not in r["change"]:  # not for a run without change streams
+        out["pig -> cat"] = r["change"]["cat_after"]["value"]
     return out
 
 
