@@ -123,12 +123,17 @@ def _long_table(results: dict[str, dict], v2: bool) -> list[str]:
     return lines
 
 
+def _has_change_streams(c: dict) -> bool:
+    """False for a run made without change streams (an empty list); older results carry no list and count."""
+    return bool(c.get("streams")) or "streams" not in c
+
+
 def _change_table(results: dict[str, dict], v2: bool) -> list[str]:
     lines = ["| model | streams | delay | cat after | cat after, per stream | pig before | background kept |"
              + (" one sprite after |" if v2 else ""), "|" + "---|" * (8 if v2 else 7)]
     for name, r in results.items():
         c = r["change"]
-        if "streams" in c and not c["streams"]:  # a run without change streams (as the long table skips)
+        if not _has_change_streams(c):  # as the long table skips a run without long streams
             continue
         n = len(c["streams"]) if c.get("streams") else "-"
         one = f" {_pct_streams(c['one_sprite_after'])} |" if "one_sprite_after" in c else " - |"
@@ -144,7 +149,7 @@ def _targets(results: dict[str, dict]) -> list[str]:
         a, la, c = r["adherence"], r["long"]["last"], r["change"]
         keys = [k for k in ("animal", "background", "motion", "one_sprite") if k in a]
         long_ok = _mark(min(la[k]["value"] for k in keys if k in la) >= 0.85) if r["long"]["streams"] else "-"
-        change_ok = "-" if "streams" in c and not c["streams"] else _mark(c["cat_after"]["value"] >= 0.9)
+        change_ok = _mark(c["cat_after"]["value"] >= 0.9) if _has_change_streams(c) else "-"
         lines.append(f"| {name} | {_mark(min(a[k]['value'] for k in keys) >= 0.9)} | {long_ok} | {change_ok} |")
     if "student" in results and "teacher" in results:
         teacher, student, n = shared_streams(results["teacher"], results["student"])  # cut once, here
@@ -273,7 +278,7 @@ def scores(r: dict) -> dict[str, float]:
     keys = [k for k in ("animal", "background", "motion", "one_sprite") if k in a]
     out = {f"adherence {k}": a[k]["value"] for k in keys}
     out.update({f"last 10 s {k}": la[k]["value"] for k in keys if k in la})
-    if r["change"].get("streams") or "streams" not in r["change"]:  # not for a run without change streams
+    if _has_change_streams(r["change"]):
         out["pig -> cat"] = r["change"]["cat_after"]["value"]
     return out
 
