@@ -177,6 +177,15 @@ def cmd_demo(args) -> int:
     return 0
 
 
+class _InOrder(argparse.Action):
+    """A repeatable flag that also records its place among the others of its kind (args.merge_ops), where the
+    order matters: eval's --rename applies to the files merged before it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), values])
+        namespace.merge_ops = [*namespace.merge_ops, (self.dest, values)]
+
+
 def _read_merge(path: str, command: str, expected: str, valid):
     """An earlier `command --json` file for --merge, checked before anything is measured."""
     import json
@@ -203,13 +212,18 @@ def cmd_eval(args) -> int:
 
     from .evaluation import EvalSettings, evaluate_model, render_markdown
     from .evaluation.log import append_log, check_sealed, file_sha256, log_entry
+    from .evaluation.merging import current_first, rename_model, rename_spec
     from .evaluation.report import groups, model_name, plot_models, result_key
     from .pipeline import Pipeline, default_model_path, default_teacher_path
 
-    results = {}
-    for path in args.merge or []:  # earlier runs' results (other processes or sessions), kept unless re-measured
-        results.update(_read_merge(path, "eval", "{model: results}", lambda d: isinstance(d, dict) and all(
-            isinstance(r, dict) and "adherence" in r for r in d.values())))
+    results, renames = {}, []
+    for flag, value in args.merge_ops:  # earlier runs' results (other processes or sessions), kept unless re-measured
+        if flag == "merge":
+            results.update(_read_merge(value, "eval", "{model: results}", lambda d: isinstance(d, dict) and all(
+                isinstance(r, dict) and "adherence" in r for r in d.values())))
+        else:  # applies to what was merged so far
+            renames.append(rename_spec(value))
+            results = rename_model(results, *renames[-1])
     models = dict(m.split("=", 1) for m in args.model) if args.model else {}
     if not models and not results:
         if default_model_path() is None:
@@ -239,6 +253,7 @@ def cmd_eval(args) -> int:
             f"{k} {a[k]['value']:.3f}" for k in ("animal", "background", "motion", "one_sprite", "all") if k in a)
             + f"; last 10 s animal {last['animal']['value']:.3f}; pig->cat {r['change']['cat_after']['value']:.3f} "
             f"({r['seconds']:.0f} s; logged to {log})")
+    results = current_first(results, renames)
     files = {model_name(k, r): Path(r["path"]).name for k, r in results.items()}
     header = ("# Evaluation\n\nWritten by `python -m streamdit eval` (seed sets: `streamdit/toyworld/seed_sets.py`; "
               "every scoring run is a line of [eval-log.jsonl](eval-log.jsonl)). Models: "
@@ -497,9 +512,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="docs/eval.md")
     e.add_argument("--json", default="docs/eval.json")
     e.add_argument("--plot", default="docs/img/eval-models.png", help="bar chart of every model's scores ('' = none)")
-    e.add_argument("--merge", action="append", help="an earlier run's --json file (repeat): its models join the "
-                                                    "tables unless measured again here; with no --model, nothing "
-                                                    "is measured and the tables are rewritten from these files")
+    e.add_argument("--merge", action=_InOrder, help="an earlier run's --json file (repeat): its models join the "
+                                                   "tables unless measured again here; with no --model, nothing "
+                                                   "is measured and the tables are rewritten from these files")
+    e.add_argument("--rename", action=_InOrder, metavar="OLD=NEW", help="rename model OLD (every kind of run) in "
+                   "the files merged before this flag, e.g. when a shipped file is replaced: --merge docs/eval.json "
+                   "--rename student=v11-student --merge new-dev.json --rename v12-student=student; the rows of a "
+                   "model renamed to OLD are listed just before NEW's, and a path that now holds another file is "
+                   "marked replaced")
+    e.set_defaults(merge_ops=[])
     e.set_defaults(func=cmd_eval)
     ed = sub.add_parser("edit", help="edit a video toward a prompt in the moving buffer (e.g. a pig into a cat)")
     from .io.live import QUEUE_FRAMES, STALL_TIMEOUT, WHEN_BEHIND

@@ -88,6 +88,14 @@ def test_eval_command_writes_tables(tiny_bundle, tmp_path):
     assert set(json.loads(js2.read_text())) == {"tiny", "baseline"}
     r = run_cli("eval", "--merge", str(md), "--out", str(md2))
     assert r.returncode == 2 and "not an eval results file" in r.stderr
+    # a replaced model: the old rows renamed where they stood, the new file's rows under the old name, first
+    r = run_cli("eval", "--merge", str(js), "--rename", "tiny=v0-tiny", "--merge", str(other), "--rename",
+                "baseline=tiny", "--out", str(md2), "--json", str(js2), "--plot", "")
+    assert r.returncode == 0, r.stderr
+    assert list(json.loads(js2.read_text())) == ["tiny", "v0-tiny"]
+    assert md2.read_text().index("| tiny | 1 / 1 | 2 |") < md2.read_text().index("| v0-tiny | 1 / 1 | 2 |")
+    r = run_cli("eval", "--rename", "tiny=v0-tiny", "--merge", str(js), "--out", str(md2))
+    assert r.returncode == 2 and "put --rename after the --merge it applies to" in r.stderr
 
 
 def test_eval_edit_command_sweeps_guidance_and_merges(tiny_bundle, tmp_path):

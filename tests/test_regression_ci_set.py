@@ -2,10 +2,10 @@
 
 The clips: seed_sets.CI's seeds, canonical captions, scenes spread over animals, actions and backgrounds
 (pig walking left on grass, cat walking right on snow, dog jumping by the sea, pig walking left at night,
-cat jumping on grass, duck walking left on snow). The shipped student's own result there: v11 (2026-12-06)
-background right on 6/6 clips, animal 6/6, one sprite 4/6, 91% of frames with exactly one sprite, motion 3/6
-(v10 before it: 6/6, 5/6, 4/6, 90%, 2/6; v9: 6/6, 4/6, 3/6, 84%, 1/6; v7: 6/6, 1/6, 3/6, 70%, 0/6). The
-thresholds sit one clip, or 20 points, below v11's; a random model scores 0 on every one.
+cat jumping on grass, duck walking left on snow). The shipped student's own result there: v12 (2026-12-06)
+background right on 6/6 clips, animal 6/6, one sprite 4/6, 91% of frames with exactly one sprite, motion 3/6, the
+same as v11 before it (v10: 6/6, 5/6, 4/6, 90%, 2/6; v9: 6/6, 4/6, 3/6, 84%, 1/6; v7: 6/6, 1/6, 3/6, 70%, 0/6).
+The thresholds sit one clip, or 20 points, below v12's; a random model scores 0 on every one.
 """
 import pytest
 
