@@ -520,8 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--rename student=v11-student --merge new-dev.json --rename v12-student=student; the rows of a "
                    "model renamed to OLD are listed just before NEW's, and a path that now holds another file is "
                    "marked replaced")
-    e.set_defaults(merge_ops=[])
-    e.set_defaults(func=cmd_eval)
+    e.set_defaults(func=cmd_eval, merge_ops=[])
     ed = sub.add_parser("edit", help="edit a video toward a prompt in the moving buffer (e.g. a pig into a cat)")
     from .io.live import QUEUE_FRAMES, STALL_TIMEOUT, WHEN_BEHIND
 

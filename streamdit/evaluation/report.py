@@ -332,7 +332,8 @@ def plot_models(results: dict[str, dict], path, title: str = "Held-out eval") ->
 
     names = list(results)
     width = 0.8 / max(1, len(names))
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), dpi=110, gridspec_kw={"width_ratios": [4, 1]})
+    colours = [plt.get_cmap("tab20")(i % 20) for i in range(len(names))]  # the default cycle repeats after 10
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.6), dpi=110, gridspec_kw={"width_ratios": [4, 1]})
     for i, name in enumerate(names):
         vals = [pick(results[name], g, k) for g, k in keys]
         x = [j + (i - (len(names) - 1) / 2) * width for j in range(len(keys))]
@@ -340,18 +341,19 @@ def plot_models(results: dict[str, dict], path, title: str = "Held-out eval") ->
         # clamped: a Wilson bound can sit a rounding error inside the value at 0% or 100%
         err = [[max(0.0, 100 * (v["value"] - v["ci95"][0])) for v in vals],
                [max(0.0, 100 * (v["ci95"][1] - v["value"])) for v in vals]]
-        ax.bar(x, y, width, yerr=err, capsize=2, label=name)
+        ax.bar(x, y, width, yerr=err, capsize=2, label=name, color=colours[i])
     ax.axhline(90, color="grey", ls=":", lw=1)
     ax.set_xticks(range(len(keys)), labels, fontsize=8)
     ax.set_ylabel("% judged right (95% CI; streams: per stream)")
     ax.set_ylim(0, 105)
-    ax.legend(fontsize=8, ncol=len(names), loc="lower left")
+    # below the axes, in rows: one row of every model overran the figure once there were more than a few
+    ax.legend(fontsize=8, ncol=min(len(names), 6), loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     ax.set_title(f"{title}: adherence (3-s clips), 60-s streams, prompt change", fontsize=9)
     speeds = [results[n]["adherence"]["speed"] for n in names]
-    ax2.bar(range(len(names)), speeds, color=[f"C{i}" for i in range(len(names))])
+    ax2.bar(range(len(names)), speeds, color=colours)
     truth = sum(results[n]["adherence"]["truth_speed"] for n in names) / len(names)
     ax2.axhline(truth, color="black", ls="--", lw=1, label=f"renders {truth:.2f}")
-    ax2.set_xticks(range(len(names)), names, fontsize=8, rotation=30)
+    ax2.set_xticks(range(len(names)), names, fontsize=7, rotation=90)
     ax2.set_ylabel("sprite motion (px/frame)")
     ax2.legend(fontsize=8, loc="lower center")
     ax2.set_title("motion score")
