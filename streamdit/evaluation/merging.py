@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .log import file_sha256
-from .report import model_name, run_kind
+from .report import kind_key, model_name, run_kind
 
 
 def rename_spec(spec: str) -> tuple[str, str]:
@@ -15,18 +15,15 @@ def rename_spec(spec: str) -> tuple[str, str]:
     return old.strip(), new.strip()
 
 
-def _key(name: str, r: dict, plain: bool) -> str:
-    judge, seeds = run_kind(r)
-    return name if plain else f"{name} ({seeds}, judge {judge})"
-
-
-def _replaced_path(r: dict) -> str:
+def _replaced_path(r: dict, shas: dict[str, str | None]) -> str:
     """The result's path, marked as replaced where a different file (another sha256) now lies there, so the
-    tables never name the new file for the old one's scores."""
+    tables never name the new file for the old one's scores; `shas` caches each file's hash (kinds share files)."""
     path, sha = r.get("path"), r.get("sha256")
-    if not path or not sha or not Path(path).is_file() or file_sha256(path) == sha:
+    if not path or not sha or not Path(path).is_file():
         return path
-    return f"{path} (replaced; sha256 {sha[:8]})"
+    if path not in shas:
+        shas[path] = file_sha256(path)
+    return path if shas[path] == sha else f"{path} (replaced; sha256 {sha[:8]})"
 
 
 def rename_model(results: dict[str, dict], old: str, new: str) -> dict[str, dict]:
@@ -42,11 +39,11 @@ def rename_model(results: dict[str, dict], old: str, new: str) -> dict[str, dict
             judge, seeds = run_kind(results[k])
             raise ValueError(f"--rename {old}={new}: {new!r} already has a {seeds}-set, judge {judge} run; "
                              f"rename that one first or choose another name")
-    out = {}
+    out, shas = {}, {}
     for k, r in results.items():
         if k in hits:
-            r = dict(r, path=_replaced_path(r))
-            k = _key(new, r, plain=k == old)
+            r = dict(r, path=_replaced_path(r, shas))
+            k = new if k == old else kind_key(new, *run_kind(r))
         out[k] = r
     return out
 

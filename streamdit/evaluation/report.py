@@ -50,12 +50,16 @@ def result_key(name: str, judge: str, seeds: str, results: dict[str, dict]) -> s
     that holds the plain name keeps it too)."""
     if (judge, seeds) == ("v2", "dev") and (name not in results or run_kind(results[name]) == (judge, seeds)):
         return name
+    return kind_key(name, judge, seeds)
+
+
+def kind_key(name: str, judge: str, seeds: str) -> str:
+    """The key of a model's run of another kind than the default one."""
     return f"{name} ({seeds}, judge {judge})"
 
 
 def model_name(key: str, r: dict) -> str:
-    judge, seeds = run_kind(r)
-    return key.removesuffix(f" ({seeds}, judge {judge})")
+    return key.removesuffix(kind_key("", *run_kind(r)))
 
 
 def groups(results: dict[str, dict]) -> dict[tuple[str, str], dict[str, dict]]:
