@@ -178,11 +178,10 @@ def cmd_demo(args) -> int:
 
 
 class _InOrder(argparse.Action):
-    """A repeatable flag that also records its place among the others of its kind (args.merge_ops), where the
-    order matters: eval's --rename applies to the files merged before it."""
+    """A repeatable flag kept with its place among the others of its kind in args.merge_ops (only there), where
+    the order matters: eval's --rename applies to the files merged before it."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), values])
         namespace.merge_ops = [*namespace.merge_ops, (self.dest, values)]
 
 
