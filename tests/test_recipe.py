@@ -154,6 +154,9 @@ def test_recipe_overrides_and_a_changed_recipe_is_refused_on_resume(tmp_path):
     with pytest.raises(ValueError, match="train_autocast must be '' .* got 'float16'"):
         fast.override(["train_autocast=float16"])
     assert fast.train_autocast == "bfloat16"  # a refused value leaves the recipe as it was
+    assert ToyRecipe(out="x").override(["sprite_gate=context"]).sprite_gate == "context"
+    with pytest.raises(ValueError, match="sprite_gate must be 'frame' or 'context', got 'clip'"):
+        fast.override(["sprite_gate=clip"])
     (tmp_path / "run").mkdir()
     record_stage(recipe, "cache", {"clips": 1})
     recipe.check_resumable()  # the same recipe resumes

@@ -90,6 +90,47 @@ def test_flow_loss_builds_the_noisy_buffer_and_excludes_references():
         flow_matching_loss(model, {"latents": x0, "context": ["a pig"] * 3}, mix, Schedule(3.0), g, 0.0, 9.0)
 
 
+def test_sprite_gate_by_frame_or_by_the_buffers_cleanest_frame():
+    """"frame": each frame by its own level; "context": every frame of a buffer whose cleanest frame (references
+    count as level 0) is within the bound, none of a buffer without one."""
+    x0 = torch.randn(4, 2, 8, 2, 2)
+    masks = torch.ones(4, 8, 2, 2, dtype=torch.bool)  # every cell a sprite cell: the weight is per frame
+    batch = {"latents": x0, "context": ["a pig"] * 4, "masks": masks}
+    model = Recorder()
+
+    def run(mix, **kw):
+        loss, _ = flow_matching_loss(model, batch, mix, Schedule(1.0), torch.Generator().manual_seed(2),
+                                     text_dropout=0.0, sprite_weight=9.0, sprite_sigma_max=0.4, **kw)
+        sigma = model.t.double() / 1000
+        g = torch.Generator().manual_seed(2)
+        k = mix.sample_refs(g)
+        sample_band_u(mix.sample_chunks(4, g), mix.stream_frames, g)
+        eps = torch.randn((4, 2, k + mix.stream_frames, 2, 2), generator=g)
+        err = (eps - x0[:, :, 8 - k - mix.stream_frames:]).pow(2)[:, :, k:]
+        return loss, sigma, k, err
+
+    def weighted(err, on):  # on [B, F]: frames weighing 1 + 9
+        w = (1 + 9.0 * on.to(err)).view(*on.shape[:1], 1, on.shape[1], 1, 1).expand_as(err[:, :1])
+        return (err * w).sum() / (w.sum() * err.shape[1])
+
+    # no references, two chunks (bands [0, 0.5) and [0.5, 1)) or one (the uniform layout), drawn per sample
+    mix = PartitionMix(stream_frames=8, chunk_sizes=(4, 8), chunk_probs=(0.5, 0.5))
+    loss_f, sigma, _, err = run(mix)
+    on_f = sigma <= 0.4
+    torch.testing.assert_close(loss_f, weighted(err, on_f))
+    loss_c, sigma, _, err = run(mix, sprite_gate="context")
+    on_c = (sigma.min(dim=1, keepdim=True).values <= 0.4).expand_as(sigma)
+    assert bool((on_c & ~on_f).any())  # the draws include a buffer whose noisier frames only "context" weighs
+    torch.testing.assert_close(loss_c, weighted(err, on_c))
+    # with clean reference frames every buffer is decided: each frame weighs, whatever its level
+    mix_r = PartitionMix(stream_frames=4, chunk_sizes=(4,), chunk_probs=(1.0,), ref_frames=(2,), ref_probs=(1.0,))
+    loss_r, sigma, k, err = run(mix_r, sprite_gate="context")
+    assert k == 2 and bool((sigma[:, k:] > 0.4).any())
+    torch.testing.assert_close(loss_r, weighted(err, torch.ones(4, 4, dtype=torch.bool)))
+    with pytest.raises(ValueError, match="sprite_gate must be"):
+        run(mix, sprite_gate="clip")
+
+
 def test_text_dropout_empties_some_prompts():
     g = torch.Generator().manual_seed(0)
     model = Recorder()

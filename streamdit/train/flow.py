@@ -93,13 +93,19 @@ def flow_matching_loss(model: nn.Module, batch: dict, mix: PartitionMix, schedul
                        generator: torch.Generator, text_dropout: float = 0.1,
                        sprite_weight: float = 0.0, sprite_sigma_max: float = 1.0,
                        sigma_boost: float = 0.0,
-                       sigma_band: tuple[float, float] = (0.7, 0.95)) -> tuple[torch.Tensor, dict]:
+                       sigma_band: tuple[float, float] = (0.7, 0.95),
+                       sprite_gate: str = "frame") -> tuple[torch.Tensor, dict]:
     """batch: latents [B, C, K_max + F, h, w] (clean), context (prompts or embeddings [B, L, D]), optionally
     masks [B, K_max + F, h, w] (sprite cells): with sprite_weight > 0 they weigh 1 + sprite_weight in the
     loss, because sprites cover a few percent of the frame and would otherwise be learnt last; only on frames
     with sigma <= sprite_sigma_max. Why a bound: the weight depends on where the sprite truly is, so the loss's
     minimiser is E[w v | x] / E[w | x], not E[v | x]: where the noisy input leaves the sprite's place open, the
     model learns to draw a sprite at every likely place (docs/training.md, the second sprite).
+    sprite_gate "context": a sample's every frame carries the weight when its cleanest frame (a reference frame
+    counts as sigma 0) is within the bound: in a streaming buffer the clean end shows where the sprite is, and the
+    noisier frames' sprite is its continuation, so the place is decided by the input there too. Samples with no
+    clean enough frame (the cold start's uniform layout at high noise) carry none. "frame": each frame by its own
+    sigma.
     sigma_boost > 0: frames with sigma in `sigma_band` weigh 1 + sigma_boost more (every cell alike). A weight
     that depends on the noise level alone leaves the minimiser E[v | x] as it is; it spends more of the loss
     where the sprite's shape forms (measured: docs/training.md).
@@ -126,7 +132,7 @@ def flow_matching_loss(model: nn.Module, batch: dict, mix: PartitionMix, schedul
         if "masks" not in batch:
             raise ValueError("sprite_weight > 0 needs sprite masks in the batch (a latent cache built with masks)")
         w = sprite_weights(batch["masks"][:, batch["masks"].shape[1] - f:], sprite_weight,
-                           sigma[:, k:] <= sprite_sigma_max).to(err)
+                           _weighted_frames(sigma, k, sprite_sigma_max, sprite_gate)).to(err)
     if sigma_boost > 0:
         band = (sigma[:, k:] >= sigma_band[0]) & (sigma[:, k:] <= sigma_band[1])
         by_sigma = (1 + sigma_boost * band.to(err)).view(b, 1, f, 1, 1)
@@ -135,6 +141,15 @@ def flow_matching_loss(model: nn.Module, batch: dict, mix: PartitionMix, schedul
     with torch.no_grad():
         per_c = {f"loss_c{c}": err[chunks == c].mean().item() for c in mix.chunk_sizes if bool((chunks == c).any())}
     return loss, {"refs": float(k), **per_c}
+
+
+def _weighted_frames(sigma: torch.Tensor, k: int, bound: float, gate: str) -> torch.Tensor:
+    """Which of the F noised frames [B, F] carry the sprite weight (see flow_matching_loss's sprite_gate)."""
+    if gate == "frame":
+        return sigma[:, k:] <= bound
+    if gate == "context":
+        return (sigma.min(dim=1, keepdim=True).values <= bound).expand(-1, sigma.shape[1] - k)
+    raise ValueError(f"sprite_gate must be 'frame' or 'context', got {gate!r}")
 
 
 def _drop_text(context, p: float, generator: torch.Generator, null: torch.Tensor | None = None):

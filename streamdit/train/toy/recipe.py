@@ -53,6 +53,10 @@ class ToyRecipe:
     refine_steps: int = 0
     refine_lr: float = 2e-4
     refine_sprite_sigma_max: float = 0.5
+    # which frames of a sample the refine's and tune's bounds select: "frame" (each by its own sigma) or "context"
+    # (all of a sample's frames when its cleanest frame is within the bound: the clean end of a streaming buffer
+    # decides where the sprite is for the noisier frames after it; flow_matching_loss)
+    sprite_gate: str = "frame"
     # > 0: every flow stage weighs frames with sigma in [sigma_boost_lo, sigma_boost_hi] 1 + this (a weight of the
     # noise level alone does not bias the minimiser): where the sprite's shape forms (docs/training.md). Off in v7
     sigma_boost: float = 0.0
@@ -78,6 +82,8 @@ class ToyRecipe:
     def __post_init__(self):
         if self.cold_start_teacher not in ("tuned", "untuned"):
             raise ValueError(f"cold_start_teacher must be 'tuned' or 'untuned', got {self.cold_start_teacher!r}")
+        if self.sprite_gate not in ("frame", "context"):
+            raise ValueError(f"sprite_gate must be 'frame' or 'context', got {self.sprite_gate!r}")
         if self.train_autocast not in ("", "bfloat16"):
             raise ValueError(f"train_autocast must be '' (float32) or 'bfloat16', got {self.train_autocast!r}")
 

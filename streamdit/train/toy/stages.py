@@ -180,7 +180,7 @@ def _flow_stage(recipe: ToyRecipe, codec: AutoencoderCodec, name: str, model, mi
                 lr: float, warmup: int, ema: float, probe_every: int, weights: str, sprite_weight: float,
                 sprite_sigma_max: float = 1.0):
     """Buffered flow matching of `model` on `data` with `mix` in OUT/<name>/, sprite cells weighing
-    1 + sprite_weight on frames with sigma <= sprite_sigma_max; returns the `weights` module."""
+    1 + sprite_weight on the frames recipe.sprite_gate selects by sprite_sigma_max; returns the `weights` module."""
     from ...sampling.partition import Schedule
     from ..flow import flow_matching_loss
 
@@ -188,7 +188,8 @@ def _flow_stage(recipe: ToyRecipe, codec: AutoencoderCodec, name: str, model, mi
 
     def loss_fn(m, batch, g):
         return flow_matching_loss(m, batch, mix, schedule, g, recipe.text_dropout, sprite_weight, sprite_sigma_max,
-                                  recipe.sigma_boost, (recipe.sigma_boost_lo, recipe.sigma_boost_hi))
+                                  recipe.sigma_boost, (recipe.sigma_boost_lo, recipe.sigma_boost_hi),
+                                  recipe.sprite_gate)
 
     probe = partial(probe_adherence, recipe=recipe, codec=codec, micro_steps=recipe.teacher_partition.micro_steps,
                     cfg_scale=recipe.cfg_scale)
