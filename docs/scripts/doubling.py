@@ -70,6 +70,7 @@ def main() -> None:
                 add(out["teacher 0-47"], counts(t))
                 bar.update(1)
             bar.update(1)
+    out = {name: c for name, c in out.items() if c}  # --teacher-scenes 0: no teacher row
     for name, c in out.items():
         n = c["frames"]
         print(f"{name:18s} frames {n:5d}  one {c['one'] / n:6.1%}  two+ {c['two+'] / n:6.1%}  "
