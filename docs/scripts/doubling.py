@@ -48,11 +48,13 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=48)
     ap.add_argument("--teacher-scenes", type=int, default=12)
     ap.add_argument("--json", default="docs/bench/doubling.json")
+    ap.add_argument("--student", help="the student file (default: the embedded model)")
+    ap.add_argument("--teacher", help="the teacher file (default: the embedded teacher)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # beside other work: one core
     scenes = [s for s in all_scenes() if s[0] is not None][:args.scenes]
-    student = Pipeline.load(str(default_model_path()))
-    teacher = Pipeline.load(str(default_teacher_path()))
+    student = Pipeline.load(args.student or str(default_model_path()))
+    teacher = Pipeline.load(args.teacher or str(default_teacher_path())) if args.teacher_scenes else None
     codec = student.bundle.codec
     out = {k: {} for k in ("renders", "renders via codec", "student 0-47", "student 48-95", "teacher 0-47")}
     with Progress(len(scenes) + args.teacher_scenes, desc="doubling", unit="scene") as bar:
