@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--json", default="docs/bench/doubling.json")
     ap.add_argument("--student", help="the student file (default: the embedded model)")
     ap.add_argument("--teacher", help="the teacher file (default: the embedded teacher)")
+    ap.add_argument("--by-frame", action="store_true",
+                    help="also count the student's frames by index (0-95: none / one / two+ per index)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # beside other work: one core
     scenes = [s for s in all_scenes() if s[0] is not None][:args.scenes]
@@ -67,6 +69,10 @@ def main() -> None:
             video = student.stream(canonical_caption(scene), seed=seed).take(96)
             add(out["student 0-47"], counts(video[:48]))
             add(out["student 48-95"], counts(video[48:]))
+            if args.by_frame:
+                per = out.setdefault("student by frame", {"none": [0] * 96, "one": [0] * 96, "two+": [0] * 96})
+                for j, c in enumerate(judge_frames(video).sprite_counts):
+                    per["none" if c == 0 else "one" if c == 1 else "two+"][j] += 1
             if i < args.teacher_scenes:
                 t = teacher.stream(canonical_caption(scene), seed=seed, micro_steps=4, cfg_scale=1.5).take(48)
                 add(out["teacher 0-47"], counts(t))
@@ -74,6 +80,11 @@ def main() -> None:
             bar.update(1)
     out = {name: c for name, c in out.items() if c}  # --teacher-scenes 0: no teacher row
     for name, c in out.items():
+        if name == "student by frame":
+            for a in range(0, 96, 8):
+                print(f"frames {a:2d}-{a + 7:2d}: " + "  ".join(
+                    f"{k} {sum(v[a:a + 8]) / (8 * len(scenes)):6.1%}" for k, v in c.items()))
+            continue
         n = c["frames"]
         print(f"{name:18s} frames {n:5d}  one {c['one'] / n:6.1%}  two+ {c['two+'] / n:6.1%}  "
               f"none {c['none'] / n:6.1%}  split at the edge {c['split'] / n:6.1%}")
