@@ -8,6 +8,7 @@ Sources: the renders themselves; the renders through the student's codec (encode
 (frames 0-47: the cold start's buffer, frames 48-95: streaming proper); the teacher (4 micro steps, cfg 1.5).
 
     python docs/scripts/doubling.py --json docs/bench/doubling.json
+    python docs/scripts/doubling.py --teacher-scenes 0 --by-frame --student FILE --json OUT   # one student, by frame
 """
 from __future__ import annotations
 
