@@ -24,6 +24,7 @@ class BufferSettings:
     fps: float
     shift: float  # 0 = the model's default
     cold_start: str
+    cold_steps: int = 0  # calls per band of the uniform start; 0 = the model's default
 
     @property
     def partition(self) -> Partition:
@@ -38,7 +39,8 @@ class BufferSettings:
         return {"seed": self.seed, "width": self.width, "height": self.height, "fps": self.fps,
                 "buffer_frames": self.chunks * self.chunk_frames, "chunk_frames": self.chunk_frames,
                 "micro_steps": self.micro_steps, "ref_frames": self.ref_frames,
-                "shift": self.shift or None, "cold_start": self.cold_start}
+                "shift": self.shift or None, "cold_start": self.cold_start,
+                "cold_micro_steps": self.cold_steps or None}
 
 
 def check_settings(width: int, height: int, chunk_frames: int, chunks: int, micro_steps: int,
@@ -110,7 +112,13 @@ class StreamDiTBufferSettings:
                 "cold_start": (["uniform", "noise"], {"default": "uniform", "tooltip": "How the first buffer is "
                                "made: 'uniform' denoises it once coherently (clean first frames, a short delay); "
                                "'noise' starts at once with rough first frames."}),
-            }
+            },
+            "optional": {
+                "cold_steps": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": "Network calls per band of "
+                               "the uniform start (once, before the first frame). 0 = the model's default: the "
+                               "toy model starts with 4, which halves its empty first frames, then streams with "
+                               "micro_steps."}),
+            },
         }
 
     @classmethod
@@ -120,9 +128,11 @@ class StreamDiTBufferSettings:
             return True
         return check_settings(*values) or True
 
-    def build(self, width, height, chunk_frames, chunks, micro_steps, ref_frames, seed, fps, shift, cold_start):
+    def build(self, width, height, chunk_frames, chunks, micro_steps, ref_frames, seed, fps, shift, cold_start,
+              cold_steps=0):
         problem = check_settings(width, height, chunk_frames, chunks, micro_steps, ref_frames)
         if problem:
             raise ValueError(problem)
         return (BufferSettings(int(width), int(height), int(chunk_frames), int(chunks), int(micro_steps),
-                               int(ref_frames), int(seed), float(fps), float(shift), str(cold_start)),)
+                               int(ref_frames), int(seed), float(fps), float(shift), str(cold_start),
+                               int(cold_steps or 0)),)

@@ -83,6 +83,8 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shift", type=float, help="sigma schedule shift")
     p.add_argument("--transition", type=float, default=0.0, help="seconds over which prompt changes blend")
     p.add_argument("--cold-start", choices=["uniform", "noise"], default="uniform")
+    p.add_argument("--cold-steps", type=int, help="network calls per band in the uniform cold start (default: the "
+                                                  "model's; the toy model starts with 4, then streams with 1)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=list(DTYPES), default=None)
     p.add_argument("--attention", default="auto", help="attention backend (see 'info')")
@@ -95,7 +97,8 @@ def open_stream(args):
                          buffer_frames=args.buffer_frames, chunk_frames=args.chunk_frames,
                          micro_steps=args.micro_steps, ref_frames=args.ref_frames, shift=args.shift,
                          cfg_scale=args.cfg, negative_prompt=args.negative, transition_seconds=args.transition,
-                         cold_start=args.cold_start, window=args.window, sink=args.sink, recache=args.recache)
+                         cold_start=args.cold_start, window=args.window, sink=args.sink, recache=args.recache,
+                         cold_micro_steps=args.cold_steps)
     return pipe, stream
 
 
@@ -324,7 +327,8 @@ def cmd_edit(args) -> int:
                 if getattr(args, k) is not None}
         stream = pipe.edit(source, _prompt_text(args), strength=args.strength, seed=args.seed,
                            cfg_scale=args.cfg, negative_prompt=args.negative, micro_steps=args.micro_steps,
-                           lookahead=not (args.live or source.live), transition_seconds=args.transition, **size)
+                           lookahead=not (args.live or source.live), transition_seconds=args.transition,
+                           cold_micro_steps=args.cold_steps, **size)
         cfg = stream.config
         print(f"model: {pipe.describe()}" + ("  [UNTRAINED: random weights]" if pipe.untrained else ""),
               file=sys.stderr)
@@ -539,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "the edit away from it (two network passes per call)")
     ed.add_argument("--negative", default="", help="what the source shows, e.g. 'a pig walking right on grass'")
     ed.add_argument("--micro-steps", type=int)
+    ed.add_argument("--cold-steps", type=int, help="network calls per band in the edit's start (default: as "
+                                                   "--micro-steps)")
     ed.add_argument("--transition", type=float, default=0.0)
     ed.add_argument("--live", action="store_true", help="read the source as late as possible (no lookahead): "
                                                         "what a live feed does; lower latency (always on for "

@@ -147,11 +147,15 @@ class Pipeline:
                micro_steps: int | None = None, ref_frames: int | None = None, shift: float | None = None,
                cfg_scale: float = 1.0, negative_prompt: str = "", transition_seconds: float = 0.0,
                cold_start: str = "uniform", window: int | None = None, sink: int | None = None,
-               recache: bool | None = None) -> Stream:
+               recache: bool | None = None, cold_micro_steps: int | None = None) -> Stream:
         """Open a stream. Unset settings come from the model's defaults (a causal family's own for its sampler);
         errors say which values work. window/sink: a causal family's KV cache in latent frames; recache: re-run
-        the cached frames under a new prompt on prompt changes (None: the family's way)."""
+        the cached frames under a new prompt on prompt changes (None: the family's way). cold_micro_steps: steps
+        per band of the uniform cold start (None: the model's default, never coarser than micro_steps)."""
         if self.family.causal:
+            if cold_micro_steps:
+                raise ValueError(f"family {self.family.name} starts with its own step table; cold_micro_steps="
+                                 f"{cold_micro_steps} cannot work with it (leave it unset)")
             config = self._causal_config(seed, width, height, fps, buffer_frames, chunk_frames, micro_steps,
                                          ref_frames, shift, cfg_scale, window, sink)
             if recache is not None and recache != config.cache.recache:
@@ -161,7 +165,7 @@ class Pipeline:
                 raise ValueError(f"window/sink/recache set a causal family's KV cache; family {self.family.name} "
                                  "has none")
             config = self._config(seed, width, height, fps, buffer_frames, chunk_frames, micro_steps, ref_frames,
-                                  shift, cold_start)
+                                  shift, cold_start, cold_micro_steps)
         return self._open(Stream, config, prompt, cfg_scale, negative_prompt, transition_seconds)
 
     def _causal_config(self, seed, width, height, fps, buffer_frames, chunk_frames, micro_steps, ref_frames, shift,
@@ -185,21 +189,33 @@ class Pipeline:
 
     def _config(self, seed: int = 0, width: int | None = None, height: int | None = None, fps: float | None = None,
                 buffer_frames: int | None = None, chunk_frames: int | None = None, micro_steps: int | None = None,
-                ref_frames: int | None = None, shift: float | None = None, cold_start: str = "uniform") -> StreamConfig:
+                ref_frames: int | None = None, shift: float | None = None, cold_start: str = "uniform",
+                cold_micro_steps: int | None = None) -> StreamConfig:
         d = self.bundle.defaults
         partition = Partition.from_buffer(buffer_frames or d.buffer_frames, chunk_frames or d.chunk_frames,
                                           micro_steps=micro_steps or d.micro_steps,
                                           ref_frames=d.ref_frames if ref_frames is None else ref_frames)
+        if cold_micro_steps is None:
+            cold_micro_steps = self.cold_steps(partition.micro_steps)
         fps = float(fps or d.fps)
         return StreamConfig(partition=partition, height=height or d.height, width=width or d.width, fps=fps,
-                            shift=d.shift if shift is None else shift, seed=int(seed), cold_start=cold_start)
+                            shift=d.shift if shift is None else shift, seed=int(seed), cold_start=cold_start,
+                            cold_micro_steps=int(cold_micro_steps))
+
+    def cold_steps(self, micro_steps: int) -> int:
+        """The uniform start's steps per band by default: the model's finer start, unless streaming itself takes
+        as many steps (0: the streaming steps)."""
+        d = self.bundle.defaults.cold_micro_steps
+        return d if d > micro_steps else 0
 
     def edit(self, source, prompt: str, *, strength: float | None = None, seed: int = 0, lookahead: bool | None = None,
              fps: float | None = None, cfg_scale: float = 1.0, negative_prompt: str = "",
              transition_seconds: float = 0.0, **kw) -> Stream:
         """Open an edit stream: the source's frames (a FrameSource, a video path, or frames [T, H, W, 3])
         edited toward the prompt (or schedule). strength None: sampling.edit.DEFAULT_STRENGTH (0.875). Other
-        settings as in stream()."""
+        settings as in stream(), except that an edit starts with the streaming steps unless cold_micro_steps is given
+        (on the dev edits the model's finer start changed nothing measurable and cost a quarter of a 3-s edit's
+        speed: docs/editing.md)."""
         from .sampling.edit import DEFAULT_STRENGTH, EditStream
         from .sampling.sources import FrameSource
 
@@ -216,7 +232,12 @@ class Pipeline:
             config = self._causal_config(seed, g("width"), g("height"), fps or source.fps, g("buffer_frames"),
                                          g("chunk_frames"), g("micro_steps"), g("ref_frames"), g("shift"), cfg_scale,
                                          g("window"), g("sink"))
+            if g("cold_micro_steps"):
+                raise ValueError(f"family {self.family.name} starts with its own step table; cold_micro_steps cannot "
+                                 "work with it (leave it unset)")
         else:
+            if kw.get("cold_micro_steps") is None:
+                kw["cold_micro_steps"] = 0
             config = self._config(seed=seed, fps=fps or source.fps, **kw)
         return self._open(EditStream, config, prompt, cfg_scale, negative_prompt, transition_seconds,
                           source=source, strength=strength, lookahead=lookahead)

@@ -100,6 +100,10 @@ def test_causal_families_refuse_what_they_were_not_trained_for(files):
         pipe.edit(torch.zeros(8, 32, 48, 3), "a cat", cfg_scale=2.0)  # editing runs the family's own sampler
     with pytest.raises(ValueError, match="window.*cannot hold the sink"):
         pipe.stream("a cat", window=4, sink=2, **SIZE)
+    with pytest.raises(ValueError, match="own step table; cold_micro_steps=4 cannot work"):
+        pipe.stream("a cat", cold_micro_steps=4, **SIZE)
+    with pytest.raises(ValueError, match="own step table; cold_micro_steps cannot work"):
+        pipe.edit(torch.zeros(8, 32, 48, 3), "a cat", cold_micro_steps=4)
     with pytest.raises(ValueError, match="window/sink/recache set a causal family"):
         load(files, "causvid.pt", "wan").stream("a cat", window=12, **SIZE)
 

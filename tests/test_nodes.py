@@ -199,3 +199,13 @@ def test_saved_videos_carry_prompt_and_workflow_as_core_writes_them(fmt, tmp_pat
     assert json.loads(tags["workflow"]) == workflow
     assert json.loads(tags["comment"]) == {"streamdit": {"stream_id": "default", "run": 2, "start_frame": 40}}
     assert read_video(path)[0].shape == (5, 16, 32, 3) and result["frames"] == 5
+
+
+def test_buffer_settings_cold_steps_reach_the_stream_and_its_identity():
+    node = NODES["StreamDiTBufferSettings"]()
+    assert "cold_steps" in node.INPUT_TYPES()["optional"]  # optional: workflows saved before it still load
+    (default,) = node.build(64, 64, 2, 8, 1, 0, 1, 16.0, 0.0, "uniform")
+    (finer,) = node.build(64, 64, 2, 8, 1, 0, 1, 16.0, 0.0, "uniform", cold_steps=3)
+    assert default.stream_kwargs()["cold_micro_steps"] is None  # the model's own default
+    assert finer.stream_kwargs()["cold_micro_steps"] == 3
+    assert default.fingerprint() != finer.fingerprint()  # a new start is a new stream

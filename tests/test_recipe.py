@@ -51,6 +51,7 @@ def test_quick_recipe_exports_student_teacher_and_baselines_that_stream(tmp_path
         assert (tmp_path / "main" / stage / "checkpoint-0000002.pt").is_file()
     student, teacher = Pipeline.load(str(out["student"])), Pipeline.load(str(out["teacher"]))
     assert student.bundle.defaults.micro_steps == 1 and teacher.bundle.defaults.micro_steps == 1
+    assert student.bundle.defaults.cold_micro_steps == 4  # the recipe's finer start travels in the file
     assert teacher.bundle.meta["role"] == "teacher" and student.bundle.meta["role"] == "student"
     assert student.stream("a pig walking right on grass").take(20).shape == (20, 64, 64, 3)
     # a run that starts from an exported teacher: its weights as float32, no teacher trained, the rest runs

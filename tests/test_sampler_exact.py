@@ -32,12 +32,14 @@ def noise_sequence(seed: int, partition: Partition, frames: int) -> torch.Tensor
     return torch.cat(parts, dim=1).to(torch.float64)
 
 
-def expected_u(partition: Partition, call: int) -> torch.Tensor:
-    """u per buffer frame at network call number `call`, from the design doc's formulas."""
+def expected_u(partition: Partition, call: int, cold_steps: int = 0) -> torch.Tensor:
+    """u per buffer frame at network call number `call`, from the design doc's formulas (the uniform start
+    takes cold_steps calls per band, 0: s)."""
     k, n, c, s = partition.ref_frames, partition.chunks, partition.chunk_frames, partition.micro_steps
-    cold = s * n - (0 if k > 0 else s)  # uniform pass: from u = 1 down to 1/N (or 0 with references)
+    g = cold_steps or s
+    cold = g * n - (0 if k > 0 else g)  # uniform pass: from u = 1 down to 1/N (or 0 with references)
     if call < cold:
-        return torch.full((k + n * c,), (s * n - call) / (s * n), dtype=torch.float64)
+        return torch.full((k + n * c,), (g * n - call) / (g * n), dtype=torch.float64)
     j = (call - cold) % s
     u = [0.0] * k + [((i // c + 1) * s - j) / (s * n) for i in range(n * c)]
     return torch.tensor(u, dtype=torch.float64)
@@ -46,8 +48,8 @@ def expected_u(partition: Partition, call: int) -> torch.Tensor:
 class PointMass:
     """Exact velocity for x0*, checking every input against the exact trajectory as it goes."""
 
-    def __init__(self, partition: Partition, schedule: Schedule, seed: int):
-        self.partition, self.schedule = partition, schedule
+    def __init__(self, partition: Partition, schedule: Schedule, seed: int, cold_steps: int = 0):
+        self.partition, self.schedule, self.cold_steps = partition, schedule, cold_steps
         self.eps = noise_sequence(seed, partition, 4000)
         self.stream = None
         self.calls = 0
@@ -58,7 +60,7 @@ class PointMass:
         return st.latents_emitted - self.partition.ref_frames if st.buffer.started else 0
 
     def __call__(self, x, sigma, weights):
-        torch.testing.assert_close(sigma, self.schedule.sigmas(expected_u(self.partition, self.calls)),
+        torch.testing.assert_close(sigma, self.schedule.sigmas(expected_u(self.partition, self.calls, self.cold_steps)),
                                    rtol=0, atol=1e-15)
         off = self.offset()
         x0 = torch.stack([x0_star(off + i) for i in range(x.shape[1])], dim=1)
@@ -71,8 +73,8 @@ class PointMass:
         return torch.where(sig > 0, v, torch.zeros_like(v))
 
 
-def make_stream(partition, shift, seed, denoise):
-    cfg = StreamConfig(partition=partition, height=H, width=W, shift=shift, seed=seed)
+def make_stream(partition, shift, seed, denoise, cold_steps=0):
+    cfg = StreamConfig(partition=partition, height=H, width=W, shift=shift, seed=seed, cold_micro_steps=cold_steps)
     return Stream(denoise, PatchCodec(1), cfg, "point mass", dtype=torch.float64)
 
 
@@ -117,6 +119,26 @@ def test_exact_trajectory_through_cold_start_moves_and_restore(partition, shift,
     cold = partition.micro_steps * partition.chunks - (0 if k else partition.micro_steps)
     moves = (video.shape[1] - k) // partition.chunk_frames
     assert vel.calls == cold + moves * partition.micro_steps
+
+
+@pytest.mark.parametrize("partition", [p for p in GRID if p.chunks > 1 and p.chunk_frames == 2], ids=_id)
+@pytest.mark.parametrize("cold_steps", [2, 4])
+def test_exact_trajectory_with_a_finer_cold_start(partition, cold_steps):
+    """The uniform start on its own grid of 1/(g N): every call on the exact trajectory, chunk k taken at u = k/N,
+    then streaming with s calls per chunk as before."""
+    schedule, seed, shift = Schedule(5.0), 3, 5.0
+    vel = PointMass(partition, schedule, seed, cold_steps)
+    stream = make_stream(partition, shift, seed, vel, cold_steps)
+    vel.stream = stream
+    finished = []
+    while stream.latents_emitted < 2 * partition.buffer_frames:
+        finished.append(stream.next_latent_chunk())
+    video = torch.cat(finished, dim=1)
+    torch.testing.assert_close(video, torch.stack([x0_star(i) for i in range(video.shape[1])], dim=1),
+                               rtol=0, atol=1e-12)
+    k, n = partition.ref_frames, partition.chunks
+    moves = (video.shape[1] - k) // partition.chunk_frames
+    assert vel.calls == cold_steps * n - (0 if k else cold_steps) + moves * partition.micro_steps
 
 
 def test_steps_per_frame_is_s_times_n():

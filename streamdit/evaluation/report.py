@@ -95,7 +95,8 @@ def _adherence_table(results: dict[str, dict], v2: bool) -> list[str]:
     for name, r in results.items():
         a, st = r["adherence"], r["settings"]
         keys = ("animal", "background", "motion") + (("one_sprite", "all", "one_sprite_frames") if v2 else ("all",))
-        lines.append(f"| {name} | {st['micro_steps']} / {st['cfg_scale']:g} | {a['all']['total']} | "
+        start = f" (start {st['cold_micro_steps']})" if st.get("cold_micro_steps") else ""
+        lines.append(f"| {name} | {st['micro_steps']}{start} / {st['cfg_scale']:g} | {a['all']['total']} | "
                      + " | ".join(_pct(a[k]) if k in a else "-" for k in keys)
                      + f" | {a['speed']:.2f} ({a['truth_speed']:.2f}) |")
     return lines

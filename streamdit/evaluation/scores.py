@@ -304,5 +304,6 @@ def evaluate_model(pipe, s: EvalSettings, name: str = "model") -> dict:
                   "change": prompt_change(pipe, s, bar)}
     result["seconds"] = time.perf_counter() - start
     result["date"] = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-    result["settings"] = {**s.__dict__, "micro_steps": s.micro_steps or d.micro_steps}
+    micro = s.micro_steps or d.micro_steps
+    result["settings"] = {**s.__dict__, "micro_steps": micro, "cold_micro_steps": pipe.cold_steps(micro)}
     return result

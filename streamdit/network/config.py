@@ -73,6 +73,7 @@ class StreamDefaults:
     micro_steps: int = 1
     ref_frames: int = 0
     shift: float = 1.0  # Wan shift of the sigma schedule gamma(u)
+    cold_micro_steps: int = 0  # steps per band of the uniform cold start (0: micro_steps), chosen on the dev set
 
 
 @dataclass(frozen=True)

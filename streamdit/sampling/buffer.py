@@ -7,7 +7,9 @@ and returns the velocity for every frame; reference frames are passed through un
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from fractions import Fraction
 
 import torch
 
@@ -29,6 +31,16 @@ def update(x: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor, sigma_next: to
         return x0
     s = sigma_next.to(x.dtype).view(shape).to(x.device)
     return (1 - s) * x0 + s * noise(x.shape[1]).to(x)
+
+
+def cold_grid(top: Fraction, micro_steps: int, chunks: int, last: Fraction) -> list[Fraction]:
+    """The u values a cold start visits: top, then every multiple of 1/(micro_steps N) below it, down to last."""
+    step = Fraction(1, micro_steps * chunks)
+    grid, m = [top], math.ceil(top / step) - 1
+    while m * step >= last:
+        grid.append(m * step)
+        m -= 1
+    return grid
 
 
 class StreamBuffer:
@@ -129,12 +141,13 @@ class StreamBuffer:
     # -- starting --------------------------------------------------------------------------------
     def cold_start(self, x: torch.Tensor, velocity: VelocityFn,
                    callback: Callable[[int, int], None] | None = None,
-                   fresh: NoiseFn | None = None, level: int | None = None) -> torch.Tensor:
-        """Coherent start: one uniform pass of the whole buffer, on the same u grid as streaming (steps of
-        1/(s N)); chunk k takes its frames from the state at u = k/N.
+                   fresh: NoiseFn | None = None, level: int | None = None, micro_steps: int = 0) -> torch.Tensor:
+        """Coherent start: one uniform pass of the whole buffer; chunk k takes its frames from the state at u = k/N.
 
         x: every buffer frame at grid level `level` (u = level / (s N); default s N: x is pure noise). An
         edit starts lower, from its source noised to the edit level; chunks above the start keep x.
+        micro_steps: steps per band of the pass (0: the partition's s); a finer pass than the streaming one
+        costs calls once, at the start, and a distilled student's one-step bands lose the sprite at the top.
         With K > 0 reference frames the pass runs to u = 0 for them; they are the first finished
         frames and are returned ([C, K, h, w], empty when K = 0) so the caller can emit them.
         """
@@ -142,17 +155,19 @@ class StreamBuffer:
         k, c, n, s = p.ref_frames, p.chunk_frames, p.chunks, p.micro_steps
         if x.shape[1] != p.buffer_frames:
             raise ValueError(f"cold start latents have {x.shape[1]} frames, the buffer holds {p.buffer_frames}")
-        top = s * n if level is None else level
+        if micro_steps < 0:
+            raise ValueError(f"cold start micro_steps={micro_steps} must be >= 0 (0: the partition's s={s})")
+        grid = cold_grid(Fraction(s * n if level is None else level, s * n), micro_steps or s, n,
+                         Fraction(0) if k > 0 else Fraction(1, n))  # stop at u = 1/N unless refs need u = 0
         filled = x.clone()  # chunks at or above the start level (chunk N of a noise start: the noise itself)
-        last = 0 if k > 0 else s  # grid index m: u = m / (s N); stop at u = 1/N unless refs need u = 0
-        total = top - last
-        for i, m in enumerate(range(top, last, -1)):
-            sigma = torch.full((p.buffer_frames,), self.schedule.sigma(m / (s * n)), dtype=torch.float64)
-            sigma_next = torch.full_like(sigma, self.schedule.sigma((m - 1) / (s * n)))
+        total = len(grid) - 1
+        for i, (u, u_next) in enumerate(zip(grid, grid[1:])):
+            sigma = torch.full((p.buffer_frames,), self.schedule.sigma(float(u)), dtype=torch.float64)
+            sigma_next = torch.full_like(sigma, self.schedule.sigma(float(u_next)))
             x = update(x, velocity(x, sigma), sigma, sigma_next, fresh)
-            if (m - 1) % s == 0 and (m - 1) // s >= 1:  # reached the band edge u = chunk/N
-                chunk = (m - 1) // s
-                lo = k + (chunk - 1) * c
+            chunk = u_next * n
+            if chunk.denominator == 1 and chunk >= 1:  # reached the band edge u = chunk/N
+                lo = k + (int(chunk) - 1) * c
                 filled[:, lo:lo + c] = x[:, lo:lo + c]
             if callback is not None:
                 callback(i + 1, total)

@@ -148,7 +148,7 @@ class EditStream(Stream):
         self.eps = self._noise(n * c)
         every = torch.arange(n * c)
         x = self._forward(every, torch.full((n * c,), self.edit_m))
-        self.buffer.cold_start(x, self._velocity, level=self.edit_m)
+        self.buffer.cold_start(x, self._velocity, level=self.edit_m, micro_steps=self.config.cold_micro_steps)
         self._hold()  # chunks above the edit level start on their forward process at their band top
         return x[:, :0]
 

@@ -39,6 +39,7 @@ class StreamConfig:
     # "uniform" (coherent, costs (N-1) s calls), "noise" (naive warm-up) or "ramp" (the buffer fills chunk by
     # chunk from one chunk of noise: Rolling Forcing's start)
     cold_start: str = "uniform"
+    cold_micro_steps: int = 0  # steps per band of the uniform start (0: the partition's s)
     steps: Schedule | None = None  # a literal step table (distilled families); None: the shift formula
     first_steps: Schedule | None = None  # the first chunk's own step table (N = 1 only)
     renoise: bool = False  # re-noise x0 with fresh noise at each step (the Self-Forcing family's sampler)
@@ -47,6 +48,10 @@ class StreamConfig:
     def __post_init__(self):
         if self.cold_start not in ("uniform", "noise", "ramp"):
             raise ValueError(f"cold_start={self.cold_start!r}; choose 'uniform', 'noise' or 'ramp'")
+        if self.cold_micro_steps < 0:
+            raise ValueError(f"cold_micro_steps={self.cold_micro_steps} must be >= 0 (0: the same steps as streaming)")
+        if self.cold_micro_steps and self.steps is not None:
+            raise ValueError("cold_micro_steps needs the shift formula's sigmas; a literal step table has no finer grid")
         if self.cold_start == "ramp" and self.partition.ref_frames:
             raise ValueError("a ramp start keeps no reference frames: use ref_frames=0")
         if not self.fps > 0:
@@ -191,7 +196,8 @@ class Stream:
         """Fill the empty buffer; return the frames finished by the start (K reference frames, or none)."""
         noise = self._noise(self.partition.buffer_frames)  # one noise tensor for the whole buffer
         if self.config.cold_start == "uniform":
-            return self.buffer.cold_start(noise, self._velocity, fresh=self._fresh)
+            return self.buffer.cold_start(noise, self._velocity, fresh=self._fresh,
+                                          micro_steps=self.config.cold_micro_steps)
         if self.config.cold_start == "ramp":
             return self.buffer.ramp_start(noise[:, :self.partition.chunk_frames])
         return self.buffer.noise_start(noise)

@@ -9,13 +9,14 @@ from ...codecs.autoencoder import AutoencoderCodec
 from .recipe import ToyRecipe
 
 
-def defaults_for(recipe: ToyRecipe, codec: AutoencoderCodec, micro_steps: int):
+def defaults_for(recipe: ToyRecipe, codec: AutoencoderCodec, micro_steps: int, cold_micro_steps: int = 0):
     from ...network.config import StreamDefaults
 
     p = recipe.teacher_partition
     return StreamDefaults(width=recipe.size, height=recipe.size, fps=16.0, codec=codec.spec,
                           buffer_frames=p.stream_frames, chunk_frames=p.chunk_frames, micro_steps=micro_steps,
-                          ref_frames=p.ref_frames, shift=1.0)
+                          ref_frames=p.ref_frames, shift=1.0,
+                          cold_micro_steps=cold_micro_steps if cold_micro_steps > micro_steps else 0)
 
 
 def export(recipe: ToyRecipe, module, codec: AutoencoderCodec, name: str, micro_steps: int, meta: dict) -> Path:
@@ -24,6 +25,6 @@ def export(recipe: ToyRecipe, module, codec: AutoencoderCodec, name: str, micro_
 
     path = Path(recipe.out) / name
     save_checkpoint(str(path), module.dit, module.dit.config, text_encoder=module.text_encoder, codec=codec,
-                    defaults=defaults_for(recipe, codec, micro_steps), meta=meta, dtype=torch.bfloat16,
+                    defaults=defaults_for(recipe, codec, micro_steps, recipe.cold_micro_steps), meta=meta, dtype=torch.bfloat16,
                     parts_dtype=torch.float16)
     return path

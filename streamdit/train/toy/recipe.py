@@ -71,6 +71,9 @@ class ToyRecipe:
     # with tune_steps > 0: which teacher the student's uniform (cold-start) samples are distilled from; the
     # tune never sees the uniform layout, so "untuned" keeps the teacher from before it as their expert
     cold_start_teacher: str = "untuned"
+    # the exported models' uniform start, calls per band (a model default; 0: as streaming): 4 was chosen for v12
+    # on the dev set (half its empty first frames gone, docs/training.md); the probes keep the streaming steps
+    cold_micro_steps: int = 4
     variant: str = "streamdit"  # or a baseline: "diagonal", "extension"
     codec_from: str | None = None  # take the autoencoder from this checkpoint instead of training one
     teacher_from: str | None = None  # start from this exported teacher (DiT, text encoder) instead of training one
