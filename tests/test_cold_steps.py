@@ -1,9 +1,12 @@
 """A finer uniform start (cold_micro_steps): its u grid, the buffer it leaves, the model's default and who gets it."""
 import dataclasses
+import json
 from fractions import Fraction
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from streamdit.io.checkpoint import load_checkpoint, save_checkpoint
 from streamdit.sampling.buffer import StreamBuffer, cold_grid
@@ -17,7 +20,8 @@ def test_cold_grid_from_a_start_between_grid_points():
     assert cold_grid(Fraction(1), 2, 4, Fraction(1, 4)) == [Fraction(k, 8) for k in range(8, 1, -1)]
     # an edit's start at u = 3/4 on a grid of 1/12: it steps to the first grid point below, then on down
     assert cold_grid(Fraction(3, 4), 3, 4, Fraction(1, 4)) == [Fraction(k, 12) for k in range(9, 2, -1)]
-    assert cold_grid(Fraction(5, 8), 3, 4, Fraction(0)) == [Fraction(5, 8)] + [Fraction(k, 12) for k in range(7, -1, -1)]
+    expect = [Fraction(5, 8)] + [Fraction(k, 12) for k in range(7, -1, -1)]
+    assert cold_grid(Fraction(5, 8), 3, 4, Fraction(0)) == expect
     assert cold_grid(Fraction(1, 4), 4, 4, Fraction(1, 4)) == [Fraction(1, 4)]  # nothing to do
 
 
@@ -93,9 +97,6 @@ def test_the_default_travels_in_the_checkpoint_and_old_files_read_as_zero(tiny_b
         path = str(tmp_path / f"m{value}.safetensors")
         save_checkpoint(path, b.model, b.config, text_encoder=b.text_encoder, codec=b.codec, defaults=defaults)
         if value is None:  # a file written before the field existed
-            from safetensors import safe_open
-            from safetensors.torch import save_file
-            import json
             with safe_open(path, "pt") as f:
                 meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
             d = json.loads(meta["stream_defaults"])

@@ -2,10 +2,11 @@
 
 The clips: seed_sets.CI's seeds, canonical captions, scenes spread over animals, actions and backgrounds
 (pig walking left on grass, cat walking right on snow, dog jumping by the sea, pig walking left at night,
-cat jumping on grass, duck walking left on snow). The shipped student's own result there: v12 (2026-12-06)
-background right on 6/6 clips, animal 6/6, one sprite 4/6, 91% of frames with exactly one sprite, motion 3/6, the
-same as v11 before it (v10: 6/6, 5/6, 4/6, 90%, 2/6; v9: 6/6, 4/6, 3/6, 84%, 1/6; v7: 6/6, 1/6, 3/6, 70%, 0/6).
-The thresholds sit one clip, or 20 points, below v12's; a random model scores 0 on every one.
+cat jumping on grass, duck walking left on snow). The shipped student's own result there: v12 with its 4-call
+start (2026-12-06) background right on 6/6 clips, animal 6/6, one sprite 5/6, 93% of frames with exactly one sprite,
+motion 3/6 (v12 with the 1-call start, as v11: 6/6, 6/6, 4/6, 91%, 3/6; v10: 6/6, 5/6, 4/6, 90%, 2/6; v9: 6/6, 4/6,
+3/6, 84%, 1/6; v7: 6/6, 1/6, 3/6, 70%, 0/6). The thresholds sit one clip, or 20 points, below the shipped result; a
+random model scores 0 on every one.
 """
 import pytest
 
@@ -13,8 +14,8 @@ from streamdit.evaluation.scores import EvalSettings, adherence
 from streamdit.pipeline import Pipeline, default_model_path
 
 CI = EvalSettings(seed_set="ci", scenes=6, long_streams=0, change_streams=0)
-MIN_CLIPS = {"background": 5, "animal": 5, "one_sprite": 3, "motion": 2}  # of the 6 clips
-MIN_ONE_SPRITE_FRAMES = 0.70  # share of all frames showing exactly one sprite
+MIN_CLIPS = {"background": 5, "animal": 5, "one_sprite": 4, "motion": 2}  # of the 6 clips
+MIN_ONE_SPRITE_FRAMES = 0.73  # share of all frames showing exactly one sprite
 
 
 def missed(a: dict, unseen_clips: int = 0) -> list[str]:

@@ -49,9 +49,10 @@ class StreamConfig:
         if self.cold_start not in ("uniform", "noise", "ramp"):
             raise ValueError(f"cold_start={self.cold_start!r}; choose 'uniform', 'noise' or 'ramp'")
         if self.cold_micro_steps < 0:
-            raise ValueError(f"cold_micro_steps={self.cold_micro_steps} must be >= 0 (0: the same steps as streaming)")
+            raise ValueError(f"cold_micro_steps={self.cold_micro_steps} must be >= 0 (0: the streaming steps)")
         if self.cold_micro_steps and self.steps is not None:
-            raise ValueError("cold_micro_steps needs the shift formula's sigmas; a literal step table has no finer grid")
+            raise ValueError("cold_micro_steps needs the shift formula's sigmas: a literal step table has no finer "
+                             "grid (leave it 0)")
         if self.cold_start == "ramp" and self.partition.ref_frames:
             raise ValueError("a ramp start keeps no reference frames: use ref_frames=0")
         if not self.fps > 0:

@@ -25,6 +25,6 @@ def export(recipe: ToyRecipe, module, codec: AutoencoderCodec, name: str, micro_
 
     path = Path(recipe.out) / name
     save_checkpoint(str(path), module.dit, module.dit.config, text_encoder=module.text_encoder, codec=codec,
-                    defaults=defaults_for(recipe, codec, micro_steps, recipe.cold_micro_steps), meta=meta, dtype=torch.bfloat16,
-                    parts_dtype=torch.float16)
+                    defaults=defaults_for(recipe, codec, micro_steps, recipe.cold_micro_steps), meta=meta,
+                    dtype=torch.bfloat16, parts_dtype=torch.float16)
     return path
