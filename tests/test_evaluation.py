@@ -34,6 +34,9 @@ class RenderPipe:
         self.bundle = SimpleNamespace(defaults=StreamDefaults(width=64, height=64, fps=16.0, codec={},
                                                               buffer_frames=16, chunk_frames=2, micro_steps=1))
 
+    def cold_steps(self, micro_steps):
+        return 0  # Pipeline's interface: the renders have no start to take steps
+
     def stream(self, prompt, seed=0, micro_steps=None, cfg_scale=1.0):
         events = PromptTrack.from_text(prompt, 16.0).events
 
