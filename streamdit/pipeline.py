@@ -214,7 +214,7 @@ class Pipeline:
         """Open an edit stream: the source's frames (a FrameSource, a video path, or frames [T, H, W, 3])
         edited toward the prompt (or schedule). strength None: sampling.edit.DEFAULT_STRENGTH (0.875). Other
         settings as in stream(), except that an edit starts with the streaming steps unless cold_micro_steps is given
-        (on the dev edits the model's finer start changed nothing measurable and cost a quarter of a 3-s edit's
+        (on the dev edits the model's finer start changed nothing measurable and cost a 3-s edit about 30% of its
         speed: docs/editing.md)."""
         from .sampling.edit import DEFAULT_STRENGTH, EditStream
         from .sampling.sources import FrameSource
