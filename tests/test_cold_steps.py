@@ -84,6 +84,7 @@ def test_the_model_default_applies_to_streams_unless_streaming_is_as_fine(cold4,
 def test_edits_start_with_the_streaming_steps_unless_told(cold4):
     src = torch.rand(12, 16, 16, 3, generator=torch.Generator().manual_seed(0))
     assert cold4.edit(src, PROMPT, strength=1.0).config.cold_micro_steps == 0
+    assert cold4.edit(src, PROMPT, cold_micro_steps=None).config.cold_micro_steps == 0  # what the CLI and node pass
     told = cold4.edit(src, PROMPT, strength=1.0, seed=5, cold_micro_steps=4)
     assert told.config.cold_micro_steps == 4
     # strength 1 with the same start is generation
