@@ -15,8 +15,7 @@ def defaults_for(recipe: ToyRecipe, codec: AutoencoderCodec, micro_steps: int, c
     p = recipe.teacher_partition
     return StreamDefaults(width=recipe.size, height=recipe.size, fps=16.0, codec=codec.spec,
                           buffer_frames=p.stream_frames, chunk_frames=p.chunk_frames, micro_steps=micro_steps,
-                          ref_frames=p.ref_frames, shift=1.0,
-                          cold_micro_steps=cold_micro_steps if cold_micro_steps > micro_steps else 0)
+                          ref_frames=p.ref_frames, shift=1.0, cold_micro_steps=cold_micro_steps)
 
 
 def export(recipe: ToyRecipe, module, codec: AutoencoderCodec, name: str, micro_steps: int, meta: dict) -> Path:
