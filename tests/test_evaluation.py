@@ -66,6 +66,7 @@ def test_eval_gives_full_marks_to_the_renders_and_writes_tables(tmp_path):
     assert r["change"]["cat_after"]["value"] > 0.97 and r["change"]["pig_before"]["value"] > 0.97
     md = render_markdown({"teacher": r, "student": r})
     assert "| renders" not in md and "| student | 1 / 1 | 6 | 100.0% [" in md and "largest drop 0.0 points" in md
+    assert "| motion by action |" in md and "| 4/4 walks, 2/2 jumps |" in md  # walks and jumps counted apart
     assert max(score_gaps(r, r).values()) == 0.0
     # a student judged on one more (lost) stream is compared with the teacher on the stream both ran
     lost = {"scene": ["dog", "jumping", "sea"], **{w: {"animal": 0, "background": 48, "frames": 48, "motion": 0,
@@ -86,6 +87,11 @@ def test_eval_fails_an_untrained_model():
     r = evaluate_model(pipe, EvalSettings(scenes=4, clip_seconds=1.0, long_streams=0, change_streams=1,
                                           change_before=1.0, change_after=1.5, change_delay=0.5), "random")
     assert r["adherence"]["all"]["value"] < 0.5 and r["change"]["cat_after"]["value"] < 0.5
+    from streamdit.evaluation.report import motion_by_action
+
+    clips = r["adherence"]["clips"]  # scenes 0, 17, 34, 3: three walks and a jump, none of them right
+    assert [c["scene"][1] for c in clips].count("jumping") == 1 and not any(c["motion"] for c in clips)
+    assert motion_by_action(clips) == "0/3 walks, 0/1 jumps" and motion_by_action([]) == "-"
 
 
 def test_edit_measurements_on_known_answers():

@@ -18,7 +18,7 @@ def test_autoencoder_loss_falls():
     assert last < 0.6 * first, (first, last)
 
 
-def test_quick_stages_write_codec_cache_and_crops(tmp_path):
+def test_quick_stages_write_codec_cache_and_crops(tmp_path, monkeypatch):
     recipe = ToyRecipe.quick(str(tmp_path / "run"))
     run(recipe, stages=("autoencoder", "cache"))
     assert (tmp_path / "run" / "autoencoder.safetensors").is_file()
@@ -36,6 +36,18 @@ def test_quick_stages_write_codec_cache_and_crops(tmp_path):
     assert all(any(torch.equal(c, cache["latents"][5, :, o:o + 16].float()) for o in range(9)) for c in crop)
     with pytest.raises(ValueError, match="clip weights must be 8 non-negative"):
         LatentClips(cache, 2, 16, lambda scene, rng: "", weights=torch.ones(3))
+    # the refine draws clips with a jumping scene refine_jump_weight times as often (1: unweighted, as before it)
+    from streamdit.train.toy import stages
+    handed = {}
+    monkeypatch.setattr(stages, "_flow_stage", lambda recipe, codec, name, model, mix, data, *a:
+                        handed.update(data=data))
+    jumping = torch.tensor(["jumping" in (spec["before"][1], spec["after"][1]) for spec in cache["specs"]])
+    assert 0 < int(jumping.sum()) < len(jumping)
+    stages.stage_teacher_refine(recipe, None, cache, torch.nn.Linear(1, 1))
+    assert handed["data"].weights is None
+    recipe.refine_jump_weight = 3.0
+    stages.stage_teacher_refine(recipe, None, cache, torch.nn.Linear(1, 1))
+    assert handed["data"].weights.tolist() == torch.where(jumping, 3.0, 1.0).tolist()
     # a crop is captioned with the scene its newest frame shows
     spec = data.specs[0]
     words = random.Random(0)
@@ -70,6 +82,19 @@ def test_quick_recipe_exports_student_teacher_and_baselines_that_stream(tmp_path
     assert not (tmp_path / "took" / "teacher").exists() and not (tmp_path / "took" / "autoencoder.safetensors").exists()
     assert (tmp_path / "took" / "teacher-refine" / "checkpoint-0000002.pt").is_file()
     assert Pipeline.load(str(again["student"])).stream("a cat walking left on snow").take(4).shape == (4, 64, 64, 3)
+    # the teacher stage alone writes the teacher's file (to judge a teacher before the student), no student
+    alone = R.quick(str(tmp_path / "alone"))
+    alone.codec_from = alone.teacher_from = str(out["teacher"])
+    alone.refine_jump_weight = 3.0
+    written = run(alone, stages=("teacher",))
+    assert set(written) == {"teacher"}
+    assert written["teacher"] == tmp_path / "alone" / "streamdit-toy-teacher.safetensors"
+    assert not (tmp_path / "alone" / "student").exists()
+    tuned = torch.load(str(tmp_path / "alone" / "teacher-tune" / "checkpoint-0000002.pt"), weights_only=True)
+    alone_teacher = Pipeline.load(str(written["teacher"]))
+    assert alone_teacher.bundle.meta["role"] == "teacher"
+    for k, v in alone_teacher.bundle.model.state_dict().items():  # the tuned weights, as exported (bf16)
+        assert torch.equal(v, tuned["model"]["dit." + k].to(torch.bfloat16).to(v.dtype)), k
     for variant, partition in (("diagonal", (0, 16, 1)), ("extension", (8, 1, 8))):
         recipe = R.baseline(variant, str(tmp_path / variant), codec_from=str(out["student"]))
         for k in ("cache_clips", "teacher_steps", "batch", "warmup"):
@@ -156,6 +181,10 @@ def test_recipe_overrides_and_a_changed_recipe_is_refused_on_resume(tmp_path):
         fast.override(["train_autocast=float16"])
     assert fast.train_autocast == "bfloat16"  # a refused value leaves the recipe as it was
     assert ToyRecipe(out="x").override(["sprite_gate=context"]).sprite_gate == "context"
+    assert ToyRecipe(out="x").override(["refine_jump_weight=3"]).refine_jump_weight == 3.0
+    with pytest.raises(ValueError, match="refine_jump_weight must be 0 or more .* got -1.0"):
+        fast.override(["refine_jump_weight=-1"])
+    assert fast.refine_jump_weight == 1.0
     with pytest.raises(ValueError, match="sprite_gate must be 'frame' or 'context', got 'clip'"):
         fast.override(["sprite_gate=clip"])
     (tmp_path / "run").mkdir()

@@ -88,17 +88,28 @@ def _cost(r: dict) -> float:
     return r["settings"]["micro_steps"] * (2 if r["settings"]["cfg_scale"] != 1 else 1)
 
 
+def motion_by_action(clips: list[dict]) -> str:
+    """Clips whose motion the judge got right, walks and jumps apart: "20/32 walks, 2/16 jumps" ("-" without clips)."""
+    if not clips:
+        return "-"
+    walks = [c["motion"] for c in clips if c["scene"][1] != "jumping"]
+    jumps = [c["motion"] for c in clips if c["scene"][1] == "jumping"]
+    return f"{sum(walks)}/{len(walks)} walks, {sum(jumps)}/{len(jumps)} jumps"
+
+
 def _adherence_table(results: dict[str, dict], v2: bool) -> list[str]:
-    cols = "animal | background | motion | " + ("one sprite | all four | one-sprite frames" if v2 else "all three")
+    cols = ("animal | background | motion | motion by action | "
+            + ("one sprite | all four | one-sprite frames" if v2 else "all three"))
     lines = ["| model | micro steps / cfg | clips | " + cols + " | motion px/frame (renders) |",
-             "|" + "---|" * (9 if v2 else 7) + "---|"]
+             "|" + "---|" * (10 if v2 else 8) + "---|"]
     for name, r in results.items():
         a, st = r["adherence"], r["settings"]
         keys = ("animal", "background", "motion") + (("one_sprite", "all", "one_sprite_frames") if v2 else ("all",))
         start = f" (start {st['cold_micro_steps']})" if st.get("cold_micro_steps") else ""
+        cells = [_pct(a[k]) if k in a else "-" for k in keys]
+        cells.insert(3, motion_by_action(a.get("clips", [])))
         lines.append(f"| {name} | {st['micro_steps']}{start} / {st['cfg_scale']:g} | {a['all']['total']} | "
-                     + " | ".join(_pct(a[k]) if k in a else "-" for k in keys)
-                     + f" | {a['speed']:.2f} ({a['truth_speed']:.2f}) |")
+                     + " | ".join(cells) + f" | {a['speed']:.2f} ({a['truth_speed']:.2f}) |")
     return lines
 
 

@@ -57,6 +57,9 @@ class ToyRecipe:
     # (all of a sample's frames when its cleanest frame is within the bound; v14 measured it: better shapes and
     # walking, more doubles; flow_matching_loss, docs/training.md)
     sprite_gate: str = "frame"
+    # clips with a jumping scene are drawn this many times as often in the refine (1: as the cache holds them); the
+    # refine trains the uniform layout too, where the cold start's first hops are drawn (docs/training.md: jumps)
+    refine_jump_weight: float = 1.0
     # > 0: every flow stage weighs frames with sigma in [sigma_boost_lo, sigma_boost_hi] 1 + this (a weight of the
     # noise level alone does not bias the minimiser): where the sprite's shape forms (docs/training.md). Off in v7
     sigma_boost: float = 0.0
@@ -87,6 +90,10 @@ class ToyRecipe:
             raise ValueError(f"cold_start_teacher must be 'tuned' or 'untuned', got {self.cold_start_teacher!r}")
         if self.sprite_gate not in ("frame", "context"):
             raise ValueError(f"sprite_gate must be 'frame' or 'context', got {self.sprite_gate!r}")
+        for name in ("refine_jump_weight", "tune_jump_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be 0 or more (how often a jumping clip is drawn), "
+                                 f"got {getattr(self, name)!r}")
         if self.train_autocast not in ("", "bfloat16"):
             raise ValueError(f"train_autocast must be '' (float32) or 'bfloat16', got {self.train_autocast!r}")
 

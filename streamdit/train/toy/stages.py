@@ -10,7 +10,8 @@
    more often -> OUT/teacher-tune/ (docs/training.md: the hop's continuation)
 4. student: segment-wise distillation (s -> 1, guidance folded in) -> OUT/student/; with the tune, the
    cold-start (uniform-layout) samples take their targets from the teacher before it
-5. export: OUT/streamdit-toy.safetensors (student) and OUT/streamdit-toy-teacher.safetensors
+5. export: OUT/streamdit-toy.safetensors (student); OUT/streamdit-toy-teacher.safetensors is written as soon as
+   the teacher's stages are done (with the teacher stage or the export stage)
 
 Each stage skips itself when its output exists and resumes from its last checkpoint otherwise. The student
 and export stages load a finished teacher (and student) from OUT; they never train one they were not asked
@@ -92,20 +93,23 @@ def run(recipe: ToyRecipe, stages: tuple[str, ...] = STAGES, probe_every: int = 
             if recipe.cold_start_teacher == "untuned":
                 cold_start_teacher = copy.deepcopy(teacher)  # stage_student freezes it
             teacher = stage_teacher_tune(recipe, codec, cache, teacher)
+        t_steps = recipe.teacher_partition.micro_steps
         if recipe.variant != "streamdit":  # baselines are compared as teachers: no distillation
             if "export" in stages:
-                p = recipe.teacher_partition
                 written["teacher"] = export(recipe, teacher, codec, f"streamdit-toy-{recipe.variant}.safetensors",
-                                            p.micro_steps, {"role": "baseline", "variant": recipe.variant,
-                                                            "cfg_scale": recipe.cfg_scale,
-                                                            "recipe": json.dumps(recipe.to_dict())})
-        elif "student" in stages or "export" in stages:
+                                            t_steps, {"role": "baseline", "variant": recipe.variant,
+                                                      "cfg_scale": recipe.cfg_scale,
+                                                      "recipe": json.dumps(recipe.to_dict())})
+            return written
+        if "teacher" in stages or "export" in stages:
+            # written as soon as the teacher's stages are done: a teacher can be judged before (or without) the
+            # student stage, e.g. `--stages teacher`
+            written["teacher"] = export(recipe, teacher, codec, "streamdit-toy-teacher.safetensors", t_steps,
+                                        {"role": "teacher", "cfg_scale": recipe.cfg_scale,
+                                         "recipe": json.dumps(recipe.to_dict())})
+        if "student" in stages or "export" in stages:
             student = stage_student(recipe, codec, cache, teacher, cold_start_teacher)
             if "export" in stages:
-                t_steps = recipe.teacher_partition.micro_steps
-                written["teacher"] = export(recipe, teacher, codec, "streamdit-toy-teacher.safetensors", t_steps,
-                                            {"role": "teacher", "cfg_scale": recipe.cfg_scale,
-                                             "recipe": json.dumps(recipe.to_dict())})
                 written["student"] = export(recipe, student, codec, "streamdit-toy.safetensors", 1,
                                             {"role": "student", "distilled_from": "streamdit-toy-teacher",
                                              "recipe": json.dumps(recipe.to_dict())})
@@ -248,10 +252,19 @@ def stage_teacher_refine(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict
     decided the weight does not move the minimiser (docs/training.md has the measurements)."""
     from ..toydata import LatentClips
 
-    data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption)
+    w = recipe.refine_jump_weight  # 1: no weights at all, so runs from before the field draw the same clips
+    data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption,
+                       weights=None if w == 1 else jump_weights(cache, w))
     return _flow_stage(recipe, codec, "teacher-refine", teacher.train(), recipe.mix, data, recipe.refine_steps,
                        recipe.refine_lr, max(1, recipe.refine_steps // 30), 0.0, recipe.refine_steps, "raw",
                        recipe.sprite_weight_flow, recipe.refine_sprite_sigma_max)
+
+
+def jump_weights(cache: dict, weight: float) -> torch.Tensor:
+    """Per cached clip: how often it is drawn, `weight` for a clip with a jumping scene (before or after a
+    switch) and 1 for the others."""
+    jumping = torch.tensor([float("jumping" in (s["before"][1], s["after"][1])) for s in cache["specs"]])
+    return 1.0 + (weight - 1.0) * jumping
 
 
 def stage_teacher_tune(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teacher):
@@ -263,9 +276,8 @@ def stage_teacher_tune(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, 
 
     mix = dataclasses.replace(recipe.mix, chunk_sizes=tuple(recipe.tune_chunk_sizes),
                               chunk_probs=tuple(recipe.tune_chunk_probs))
-    jumping = torch.tensor([float("jumping" in (s["before"][1], s["after"][1])) for s in cache["specs"]])
     data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption,
-                       weights=1.0 + (recipe.tune_jump_weight - 1.0) * jumping)
+                       weights=jump_weights(cache, recipe.tune_jump_weight))
     # stage_teacher hands over trainable weights
     return _flow_stage(recipe, codec, "teacher-tune", teacher.train(), mix, data, recipe.tune_steps, recipe.tune_lr,
                        max(1, recipe.tune_steps // 30), 0.0, recipe.tune_steps, "raw", recipe.sprite_weight_flow,
