@@ -17,12 +17,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+
+from doubling import add_by_frame, by_frame, print_by_frame  # noqa: E402  (docs/scripts beside this one)
 
 from streamdit.io.progress import Progress  # noqa: E402
 from streamdit.pipeline import Pipeline, default_model_path, default_teacher_path  # noqa: E402
 from streamdit.toyworld import all_scenes, canonical_caption  # noqa: E402
-from streamdit.toyworld.judge_v2 import judge_frames  # noqa: E402
 from streamdit.toyworld.seed_sets import DEV  # noqa: E402
 
 
@@ -64,22 +65,18 @@ def main() -> None:
     out = {}
     with Progress(len(variants) * len(scenes), desc="cold starts", unit="stream") as bar:
         for name in variants:
-            per = {"none": [0] * args.frames, "one": [0] * args.frames, "two+": [0] * args.frames}
+            per = by_frame(args.frames)
             start = time.perf_counter()
             for i, scene in enumerate(scenes):
-                video = open_variant(name, student, teacher, canonical_caption(scene),
-                                     DEV.clips[i % len(DEV.clips)]).take(args.frames)
-                for j, c in enumerate(judge_frames(video).sprite_counts):
-                    per["none" if c == 0 else "one" if c == 1 else "two+"][j] += 1
+                add_by_frame(per, open_variant(name, student, teacher, canonical_caption(scene),
+                                               DEV.clips[i % len(DEV.clips)]).take(args.frames))
                 bar.update(1)
             out[name] = {"by_frame": per, "seconds": time.perf_counter() - start}
     n = len(scenes)
     for name, r in out.items():
         per = r["by_frame"]
         print(f"{name}:")
-        for a in range(0, args.frames, 8):
-            print(f"  frames {a:2d}-{a + 7:2d}: " + "  ".join(f"{k} {sum(v[a:a + 8]) / (8 * n):6.1%}"
-                                                          for k, v in per.items()))
+        print_by_frame(per, n, "  ")
         for lo, hi in ((0, 48), (48, args.frames)):
             if hi > lo:
                 print(f"  frames {lo}-{hi - 1}: " + "  ".join(f"{k} {sum(v[lo:hi]) / ((hi - lo) * n):6.1%}"

@@ -39,6 +39,23 @@ def counts(frames: torch.Tensor) -> dict:
             "none": sum(c == 0 for c in joined), "split": sum(c >= 2 for c in split)}
 
 
+def by_frame(frames: int) -> dict[str, list[int]]:
+    """Per frame index, how many streams show no sprite, exactly one, two or more (add_by_frame fills it)."""
+    return {"none": [0] * frames, "one": [0] * frames, "two+": [0] * frames}
+
+
+def add_by_frame(per: dict[str, list[int]], video: torch.Tensor) -> None:
+    for j, c in enumerate(judge_frames(video).sprite_counts):
+        per["none" if c == 0 else "one" if c == 1 else "two+"][j] += 1
+
+
+def print_by_frame(per: dict[str, list[int]], streams: int, indent: str = "") -> None:
+    """Rows of 8 frames: the share of none / one / two+ over the streams."""
+    for a in range(0, len(per["one"]), 8):
+        print(f"{indent}frames {a:2d}-{a + 7:2d}: " + "  ".join(f"{k} {sum(v[a:a + 8]) / (8 * streams):6.1%}"
+                                                         for k, v in per.items()))
+
+
 def add(total: dict, part: dict) -> None:
     for k, v in part.items():
         total[k] = total.get(k, 0) + v
@@ -71,9 +88,7 @@ def main() -> None:
             add(out["student 0-47"], counts(video[:48]))
             add(out["student 48-95"], counts(video[48:]))
             if args.by_frame:
-                per = out.setdefault("student by frame", {"none": [0] * 96, "one": [0] * 96, "two+": [0] * 96})
-                for j, c in enumerate(judge_frames(video).sprite_counts):
-                    per["none" if c == 0 else "one" if c == 1 else "two+"][j] += 1
+                add_by_frame(out.setdefault("student by frame", by_frame(96)), video)
             if i < args.teacher_scenes:
                 t = teacher.stream(canonical_caption(scene), seed=seed, micro_steps=4, cfg_scale=1.5).take(48)
                 add(out["teacher 0-47"], counts(t))
@@ -82,9 +97,7 @@ def main() -> None:
     out = {name: c for name, c in out.items() if c}  # --teacher-scenes 0: no teacher row
     for name, c in out.items():
         if name == "student by frame":
-            for a in range(0, 96, 8):
-                print(f"frames {a:2d}-{a + 7:2d}: " + "  ".join(
-                    f"{k} {sum(v[a:a + 8]) / (8 * len(scenes)):6.1%}" for k, v in c.items()))
+            print_by_frame(c, len(scenes))
             continue
         n = c["frames"]
         print(f"{name:18s} frames {n:5d}  one {c['one'] / n:6.1%}  two+ {c['two+'] / n:6.1%}  "
