@@ -86,13 +86,16 @@ def test_quick_recipe_exports_student_teacher_and_baselines_that_stream(tmp_path
     alone = R.quick(str(tmp_path / "alone"))
     alone.codec_from = alone.teacher_from = str(out["teacher"])
     alone.refine_jump_weight = 3.0
+    alone.head_conv = 8  # the file has no refiner: the run grows one and trains it
     written = run(alone, stages=("teacher",))
     assert set(written) == {"teacher"}
     assert written["teacher"] == tmp_path / "alone" / "streamdit-toy-teacher.safetensors"
     assert not (tmp_path / "alone" / "student").exists()
     tuned = torch.load(str(tmp_path / "alone" / "teacher-tune" / "checkpoint-0000002.pt"), weights_only=True)
     alone_teacher = Pipeline.load(str(written["teacher"]))
-    assert alone_teacher.bundle.meta["role"] == "teacher"
+    assert alone_teacher.bundle.meta["role"] == "teacher" and alone_teacher.bundle.config.head_conv == 8
+    assert alone_teacher.bundle.model.refiner.conv_out.weight.abs().sum() > 0  # grown at zero, then trained
+    assert alone_teacher.stream("a dog walking left by the sea").take(4).shape == (4, 64, 64, 3)
     for k, v in alone_teacher.bundle.model.state_dict().items():  # the tuned weights, as exported (bf16)
         assert torch.equal(v, tuned["model"]["dit." + k].to(torch.bfloat16).to(v.dtype)), k
     for variant, partition in (("diagonal", (0, 16, 1)), ("extension", (8, 1, 8))):

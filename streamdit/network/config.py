@@ -30,6 +30,9 @@ class ModelConfig:
     # Self-attention window in tokens (frames, rows, cols); None = full attention.
     # Odd layers shift the window grid by half a window (non-cyclic: see attention.py).
     window: tuple[int, int, int] | None = None
+    # Not Wan's: hidden channels of a per-frame 3x3-conv refiner on the unpatchified output (0: none). With
+    # large patches it draws across token borders (docs/training.md, the refiner); Wan's models have none.
+    head_conv: int = 0
 
     @property
     def head_dim(self) -> int:
@@ -40,12 +43,17 @@ class ModelConfig:
             raise ValueError(f"dim={self.dim} is not divisible by num_heads={self.num_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
+        if self.head_conv < 0:
+            raise ValueError(f"head_conv={self.head_conv} must be 0 (no refiner) or a positive channel count")
         if self.window is not None and (len(self.window) != 3 or min(self.window) < 1):
             raise ValueError(f"window={self.window} must be three positive token counts (frames, rows, cols) or None")
         return self
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        data = dataclasses.asdict(self)
+        if not data["head_conv"]:
+            del data["head_conv"]  # files without a refiner stay readable by releases that predate the field
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:

@@ -7,6 +7,7 @@ block 0 when the weights are bf16. Frame positions for RoPE are indices in the i
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import warnings
@@ -210,6 +211,37 @@ class Head(nn.Module):
         return self.head(modulate(self.norm(x), shift, scale))
 
 
+class FrameRefiner(nn.Module):
+    """Per-frame 3x3 convolutions on the unpatchified output, given the noisy input beside it and the frame's
+    time embedding: v + conv(silu(conv(silu(film(conv([v, x])))))). A token of a p x p patch draws its cells
+    alone; these see across token borders (a 7x7-cell field). The last conv starts at zero: a new refiner
+    leaves the network's output as it was (growing a trained model)."""
+
+    def __init__(self, channels: int, in_channels: int, hidden: int, dim: int):
+        super().__init__()
+        self.conv_in = nn.Conv2d(channels + in_channels, hidden, 3, padding=1)
+        self.film = FP32Linear(dim, 2 * hidden)
+        self.conv_mid = nn.Conv2d(hidden, hidden, 3, padding=1)
+        self.conv_out = nn.Conv2d(hidden, channels, 3, padding=1)
+
+    def reset_parameters(self, gen: torch.Generator | None = None) -> None:
+        for conv in (self.conv_in, self.conv_mid):
+            nn.init.kaiming_uniform_(conv.weight.flatten(1), a=5**0.5, generator=gen)
+            nn.init.zeros_(conv.bias)
+        for p in (self.film.weight, self.film.bias, self.conv_out.weight, self.conv_out.bias):
+            nn.init.zeros_(p)
+
+    def forward(self, v: Tensor, x: Tensor, e: Tensor) -> Tensor:
+        """v [B, c, F, H, W] float32, x [B, in, F, H, W] (the input), e [B, F, dim] -> v refined, float32."""
+        b, f = v.shape[0], v.shape[2]
+        dtype = self.conv_in.weight.dtype
+        frames = torch.cat([v, x.float()], 1).transpose(1, 2).flatten(0, 1).to(dtype)  # [B*F, c+in, H, W]
+        scale, shift = self.film(F.silu(e)).flatten(0, 1)[:, :, None, None].chunk(2, 1)  # [B*F, hidden, 1, 1]
+        h = F.silu(self.conv_in(frames).float() * (1 + scale) + shift).to(dtype)
+        h = self.conv_out(F.silu(self.conv_mid(h)))
+        return v + h.float().unflatten(0, (b, f)).transpose(1, 2)
+
+
 class WanDiT(nn.Module):
     """Wan 2.1 text-to-video DiT; t may be [B] or [B, frames] (sigma * 1000, one value per latent frame)."""
 
@@ -229,6 +261,7 @@ class WanDiT(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), FP32Linear(dim, 6 * dim))
         self.blocks = nn.ModuleList(WanBlock(cfg) for _ in range(cfg.num_layers))
         self.head = Head(dim, math.prod(patch) * cfg.out_dim, cfg.eps)
+        self.refiner = FrameRefiner(cfg.out_dim, cfg.in_dim, cfg.head_conv, dim) if cfg.head_conv else None
         self.init_weights()
 
     def init_weights(self, seed: int | None = None) -> None:
@@ -249,6 +282,8 @@ class WanDiT(nn.Module):
             for p in (*(block.modulation for block in self.blocks), self.head.modulation):
                 p.copy_(torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype) / self.config.dim**0.5)
         nn.init.zeros_(self.head.head.weight)
+        if self.refiner is not None:
+            self.refiner.reset_parameters(gen)
 
     def embed_text(self, context: Tensor) -> Tensor:
         """[B, <=text_len, text_dim] -> [B, text_len, dim], zero-padded before the embedding as in Wan."""
@@ -311,6 +346,7 @@ class WanDiT(nn.Module):
         """The network proper on validated inputs (the part handed to torch.compile); with a KV cache
         (streamdit.sampling.causal.KVCache), each block's self-attention goes through its layer of the cache.
         contexts: per block, the cross-attention (k, v) from cross_kv() or the embedded text it projects itself."""
+        x_in = x
         x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)  # [B, L, dim]
         e = self.time_embedding(timestep_embedding(t, self.config.freq_dim))  # [B, F, dim] float32
         e0 = self.time_projection(e).unflatten(-1, (6, -1))  # [B, F, 6, dim]
@@ -320,7 +356,10 @@ class WanDiT(nn.Module):
                 x = checkpoint(block, *args, use_reentrant=False)
             else:
                 x = block(*args)
-        return self.unpatchify(self.head(x, e), grid)
+        v = self.unpatchify(self.head(x, e), grid)
+        if self.refiner is not None:
+            v = self.refiner(v, x_in, e.repeat_interleave(self.config.patch_size[0], 1))
+        return v
 
     @torch.no_grad()
     def forward_cached(self, x: Tensor, t: Tensor, context: Tensor, cache, mask: Tensor | None = None, *,
@@ -384,6 +423,24 @@ class CompiledCore:
             warnings.warn(f"torch.compile failed, running the model eagerly instead ({type(exc).__name__}: {detail}). "
                           "Install a C++ compiler (CPU) or Triton (GPU) to use compile.", stacklevel=3)
             return self.fn(*args)
+
+
+def grow_refiner(model: WanDiT, hidden: int, seed: int | None = None) -> WanDiT:
+    """model with a FrameRefiner of `hidden` channels added (a new WanDiT holding the same weights); its output is
+    the model's until the refiner trains (the refiner's last conv starts at zero). A model with that refiner is
+    returned as it is; one with a refiner of another width is refused."""
+    have = model.config.head_conv
+    if have == hidden:
+        return model
+    if have:
+        raise ValueError(f"the model has a refiner of {have} channels, not {hidden}: use head_conv={have}")
+    grown = WanDiT(dataclasses.replace(model.config, head_conv=hidden))
+    grown.init_weights(seed)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("refiner.") for k in missing):
+        raise ValueError(f"cannot grow a refiner: unexpected {unexpected}, missing {missing}")
+    first = next(model.parameters())
+    return grown.to(first.device, first.dtype).train(model.training)
 
 
 def count_parameters(config: ModelConfig) -> int:

@@ -45,6 +45,9 @@ class ToyRecipe:
     uniform_fraction: float = 0.25
     sprite_weight_flow: float = 10.0  # sprite cells weigh 1 + this in the teacher's loss (cache with masks)
     teacher_weights: str = "raw"  # "raw" or "ema": which teacher weights are shipped and distilled from
+    # hidden channels of the DiT's per-frame conv refiner (ModelConfig.head_conv; 0: none, as shipped up to v12); a
+    # teacher_from file without one grows it (its output unchanged until the refiner trains)
+    head_conv: int = 0
     # > 0: the teacher continued on the full mix with the sprite weight only on frames with sigma <= this bound
     # (stage teacher-refine). Weighing the true sprite's cells biases the loss's minimiser towards drawing a
     # sprite wherever the noisy input leaves its place open: a second sprite (docs/training.md). On clean
@@ -94,6 +97,8 @@ class ToyRecipe:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be 0 or more (how often a jumping clip is drawn), "
                                  f"got {getattr(self, name)!r}")
+        if self.head_conv < 0:
+            raise ValueError(f"head_conv must be 0 (no refiner) or a positive channel count, got {self.head_conv!r}")
         if self.train_autocast not in ("", "bfloat16"):
             raise ValueError(f"train_autocast must be '' (float32) or 'bfloat16', got {self.train_autocast!r}")
 

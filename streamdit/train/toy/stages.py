@@ -209,7 +209,7 @@ def build_teacher(recipe: ToyRecipe, codec: AutoencoderCodec):
     from ...toyworld.captions import VOCABULARY
     from ..flow import TextConditionedDiT
 
-    cfg = get_preset("toy").model
+    cfg = dataclasses.replace(get_preset("toy").model, head_conv=recipe.head_conv)
     torch.manual_seed(recipe.seed)
     dit = WanDiT(cfg)
     dit.init_weights(recipe.seed)
@@ -225,7 +225,11 @@ def stage_teacher(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, probe
     from ..toydata import LatentClips
 
     if recipe.teacher_from:
-        return load_teacher(recipe.teacher_from)
+        from ...network.model import grow_refiner
+
+        teacher = load_teacher(recipe.teacher_from)
+        teacher.dit = grow_refiner(teacher.dit, recipe.head_conv, recipe.seed)
+        return teacher
     model, _ = build_teacher(recipe, codec)
     data = LatentClips(cache, recipe.batch, recipe.crop_frames, caption)
     return _flow_stage(recipe, codec, "teacher", model, recipe.mix, data, recipe.teacher_steps, recipe.lr,
