@@ -468,7 +468,7 @@ def cmd_train(args) -> int:
         recipe.teacher_from = args.teacher_from
     if args.teacher_steps:
         recipe.teacher_steps = args.teacher_steps
-    recipe.override(args.set or [])
+    recipe.override([f"device={args.device}", *(args.set or [])])
     stages = tuple(args.stages.split(",")) if args.stages else STAGES
     written = run(recipe, stages, probe_every=args.probe_every)
     for role, path in written.items():
@@ -614,6 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--codec-from", help="reuse the autoencoder of this checkpoint (e.g. the shipped model)")
     t.add_argument("--teacher-from", help="start from this exported teacher instead of training one (its DiT and "
                                           "text encoder; the refinement, tune and student follow)")
+    t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where the DiT stages train (the autoencoder, cache, probes and exports stay on the CPU)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a number of the recipe (repeat), e.g. --set appear_clips=600 --set distill_steps=800")
     t.set_defaults(func=cmd_train)

@@ -190,9 +190,60 @@ def test_recipe_overrides_and_a_changed_recipe_is_refused_on_resume(tmp_path):
     assert fast.refine_jump_weight == 1.0
     with pytest.raises(ValueError, match="sprite_gate must be 'frame' or 'context', got 'clip'"):
         fast.override(["sprite_gate=clip"])
+    with pytest.raises(ValueError, match="device must name a torch device .* got 'gpu0'"):
+        fast.override(["device=gpu0"])
+    assert fast.device == "cpu"
     (tmp_path / "run").mkdir()
     record_stage(recipe, "cache", {"clips": 1})
     recipe.check_resumable()  # the same recipe resumes
+    recipe.device = "cuda:1"
+    recipe.check_resumable()  # on another device too: the device is where a run trains, not what it trains
+    recipe.device = "cpu"
     other = ToyRecipe(out=str(tmp_path / "run")).override(["appear_clips=600", "distill_steps=400", "lr=3e-4"])
     with pytest.raises(ValueError, match="distill_steps: 800 there, 400 now.*use a new --out"):
         other.check_resumable()
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(tmp_path):
+    from streamdit.train.toy.stages import training_device
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    recipe = ToyRecipe.quick(str(tmp_path / "run"))
+    recipe.device = f"cuda:{count}"
+    with pytest.raises(ValueError, match=f"this machine has {count} CUDA device\\(s\\); train with --device cpu"):
+        run(recipe)
+    assert not (tmp_path / "run").exists()
+    assert training_device(ToyRecipe.quick("x")) == torch.device("cpu")
+
+
+def test_batches_move_to_the_training_device_and_modules_come_back_for_probes_and_exports():
+    from streamdit.train.toy.export import on_cpu
+    from streamdit.train.toy.stages import on_device
+
+    batch = {"latents": torch.ones(2, 3), "masks": torch.zeros(2, dtype=torch.bool), "context": ["a pig", "a cat"]}
+    moved = on_device(batch, torch.device("cpu"))
+    assert moved["context"] == ["a pig", "a cat"] and torch.equal(moved["latents"], batch["latents"])
+    assert moved["masks"].dtype == torch.bool
+    module = torch.nn.Linear(2, 2)
+    assert on_cpu(module) is module  # no copy on the CPU
+    if torch.cuda.is_available():
+        gpu = on_device(batch, torch.device("cuda"))
+        assert gpu["latents"].is_cuda and gpu["context"] == batch["context"]
+        back = on_cpu(module.cuda())
+        assert back is not module and next(back.parameters()).device.type == "cpu"
+        assert next(module.parameters()).is_cuda  # the training module stays where it trains
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_quick_recipe_trains_on_a_gpu_and_exports_files_that_stream_on_the_cpu(tmp_path):
+    from streamdit.pipeline import Pipeline
+
+    recipe = ToyRecipe.quick(str(tmp_path / "gpu"))
+    recipe.device = "cuda"
+    recipe.train_autocast = "bfloat16"
+    out = run(recipe)
+    state = torch.load(str(tmp_path / "gpu" / "student" / "checkpoint-0000002.pt"), weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    for role in ("student", "teacher"):
+        pipe = Pipeline.load(str(out[role]))
+        assert pipe.stream("a pig walking right on grass").take(4).shape == (4, 64, 64, 3)

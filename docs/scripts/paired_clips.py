@@ -20,6 +20,8 @@ from streamdit.evaluation.paired import paired_clips, paired_markdown  # noqa: E
 
 def load(spec: str) -> tuple[str, list[dict]]:
     path, _, name = spec.partition(":")
+    if not Path(path).is_file():
+        sys.exit(f"{path}: no such file; pass the JSON that `python -m streamdit eval --json FILE` wrote")
     runs = json.loads(Path(path).read_text())
     names = [k for k, r in runs.items() if isinstance(r, dict) and r.get("adherence", {}).get("clips")]
     if not name:

@@ -6,7 +6,7 @@ import time
 import torch
 
 from ...codecs.autoencoder import AutoencoderCodec
-from .export import defaults_for
+from .export import defaults_for, on_cpu
 from .recipe import ToyRecipe
 
 
@@ -18,6 +18,7 @@ def probe_adherence(module, recipe: ToyRecipe, codec: AutoencoderCodec, micro_st
     from ...pipeline import Pipeline
     from ...toyworld import MOTION_OF_ACTION, all_scenes, canonical_caption, eval_seed, judge_clip
 
+    module = on_cpu(module)  # a copy when the stage trains on a GPU: the probe's pipeline and codec are on the CPU
     was_training = module.training
     module.eval()
     bundle = Bundle(module.dit, module.dit.config, module.text_encoder, codec,

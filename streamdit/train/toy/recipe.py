@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ...sampling.partition import Partition
 from ..flow import PartitionMix
 
@@ -87,6 +89,9 @@ class ToyRecipe:
     # CPU, docs/training.md); off in the shipped recipe, which was trained in float32, eager
     train_autocast: str = ""
     train_compile: int = 0
+    # where the DiT stages train ("cpu", "cuda", "cuda:1"); the autoencoder, the latent cache, the probes and the
+    # exports stay on the CPU. Not part of a run's identity: a run started on one device resumes on another
+    device: str = "cpu"
 
     def __post_init__(self):
         if self.cold_start_teacher not in ("tuned", "untuned"):
@@ -99,6 +104,11 @@ class ToyRecipe:
                                  f"got {getattr(self, name)!r}")
         if self.head_conv < 0:
             raise ValueError(f"head_conv must be 0 (no refiner) or a positive channel count, got {self.head_conv!r}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"device must name a torch device such as 'cpu', 'cuda' or 'cuda:1', "
+                             f"got {self.device!r}") from None
         if self.train_autocast not in ("", "bfloat16"):
             raise ValueError(f"train_autocast must be '' (float32) or 'bfloat16', got {self.train_autocast!r}")
 
@@ -172,7 +182,7 @@ class ToyRecipe:
         now = json.loads(json.dumps(self.to_dict()))
         # keys a run did not record (written before they existed) are not compared
         diff = [f"{k}: {stored[k]!r} there, {v!r} now" for k, v in now.items()
-                if k != "out" and k in stored and stored[k] != v]
+                if k not in ("out", "device") and k in stored and stored[k] != v]
         if diff:
             raise ValueError(f"{self.out} was started with another recipe ({'; '.join(diff)}): "
                              "use a new --out, or the same settings to resume")

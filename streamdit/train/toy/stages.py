@@ -15,7 +15,8 @@
 
 Each stage skips itself when its output exists and resumes from its last checkpoint otherwise. The student
 and export stages load a finished teacher (and student) from OUT; they never train one they were not asked
-for. Baselines (ToyRecipe.baseline) stop at the teacher and export it.
+for. Baselines (ToyRecipe.baseline) stop at the teacher and export it. The DiT stages train on recipe.device; the
+autoencoder, the cache, the probes and the exports run on the CPU.
 """
 from __future__ import annotations
 
@@ -72,10 +73,27 @@ def check_stages(recipe: ToyRecipe, stages: tuple[str, ...]) -> None:
                      f"or include {'them' if plural else 'it'} (--stages {','.join(together)})")
 
 
+def training_device(recipe: ToyRecipe) -> torch.device:
+    """recipe.device, refused with what to do when this machine has no such device."""
+    device = torch.device(recipe.device)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"device {recipe.device!r}: this machine has {count} CUDA device(s); train with "
+                             f"--device cpu, or run on a machine with the GPU")
+    return device
+
+
+def on_device(batch: dict, device: torch.device) -> dict:
+    """A training batch with its tensors on `device` (captions stay text)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 def run(recipe: ToyRecipe, stages: tuple[str, ...] = STAGES, probe_every: int = 1000) -> dict[str, Path]:
     """Run the stages in order (each resumes or skips itself); returns the files written."""
     recipe.check_resumable()
     check_stages(recipe, stages)  # before any training or folder: a refused run leaves OUT as it was
+    training_device(recipe)
     Path(recipe.out).mkdir(parents=True, exist_ok=True)
     torch.set_float32_matmul_precision("high")
     codec = stage_autoencoder(recipe)
@@ -156,6 +174,12 @@ def _loop(recipe: ToyRecipe, name: str, model, loss_fn, data, steps: int, lr: fl
     from ..trainer import TrainConfig, Trainer
 
     out = Path(recipe.out) / name
+    device = training_device(recipe)
+    model.to(device)  # in place: the stage's caller holds the same module
+
+    def step_loss(m, batch, g):
+        return loss_fn(m, on_device(batch, device), g)
+
     cfg = TrainConfig(out=str(out), steps=steps, lr=lr, warmup=warmup, ema=ema, seed=recipe.seed,
                       checkpoint_every=max(1, min(200, steps)), desc=name, autocast=recipe.train_autocast,
                       compile=bool(recipe.train_compile))
@@ -170,7 +194,7 @@ def _loop(recipe: ToyRecipe, name: str, model, loss_fn, data, steps: int, lr: fl
                     fh.write(json.dumps({"step": tr.step, "weights": weights,
                                          **probe(final_module(tr, weights))}) + "\n")
 
-    trainer = Trainer(model, loss_fn, data, cfg, on_checkpoint=on_checkpoint)
+    trainer = Trainer(model, step_loss, data, cfg, on_checkpoint=on_checkpoint)
     start = time.perf_counter()
     resumed = trainer.resume()
     if trainer.step < steps:
@@ -297,7 +321,7 @@ def stage_student(recipe: ToyRecipe, codec: AutoencoderCodec, cache: dict, teach
 
     for frozen in (teacher, cold_start_teacher):
         if frozen is not None:
-            frozen.eval().requires_grad_(False)
+            frozen.eval().requires_grad_(False).to(training_device(recipe))
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     data = LatentClips(cache, recipe.distill_batch, recipe.teacher_partition.buffer_frames, caption)
     config = DistillConfig(recipe.teacher_partition, recipe.cfg_scale, recipe.uniform_fraction)
