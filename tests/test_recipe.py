@@ -218,7 +218,7 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(tmp_p
 
 def test_batches_move_to_the_training_device_and_modules_come_back_for_probes_and_exports():
     from streamdit.train.toy.export import on_cpu
-    from streamdit.train.toy.stages import on_device
+    from streamdit.train.trainer import on_device
 
     batch = {"latents": torch.ones(2, 3), "masks": torch.zeros(2, dtype=torch.bool), "context": ["a pig", "a cat"]}
     moved = on_device(batch, torch.device("cpu"))

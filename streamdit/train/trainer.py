@@ -60,6 +60,11 @@ class TrainConfig:
         return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def on_device(batch: dict, device: torch.device) -> dict:
+    """A training batch with its tensors on `device` (anything else, e.g. captions, as it is)."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 def checkpoint_path(out: str | Path, step: int) -> Path:
     """The file Trainer.save writes at `step` in `out`; a finished run of N steps leaves checkpoint_path(out, N)."""
     return Path(out) / f"checkpoint-{step:07d}.pt"

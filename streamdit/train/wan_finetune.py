@@ -117,7 +117,7 @@ def run(recipe: WanFinetune) -> Path | None:
     from .distill import DistillConfig, distill_loss
     from .flow import flow_matching_loss
     from .latent_folder import LatentFolder
-    from .trainer import TrainConfig, Trainer
+    from .trainer import TrainConfig, Trainer, on_device
 
     device = distributed.init_from_env()
     model, config = build_model(recipe, device)
@@ -126,15 +126,12 @@ def run(recipe: WanFinetune) -> Path | None:
                         config.in_dim)
     schedule = Schedule(recipe.shift)
 
-    def to_device(batch: dict) -> dict:
-        return {k: v.to(device) for k, v in batch.items()}
-
     if recipe.stage == "teacher":
         ema = recipe.ema
 
         def loss_fn(m, batch, g):
             with _autocast(recipe, device):
-                return flow_matching_loss(m, to_device(batch), recipe.mix, schedule, g, recipe.text_dropout)
+                return flow_matching_loss(m, on_device(batch, device), recipe.mix, schedule, g, recipe.text_dropout)
     else:
         import copy
 
@@ -148,7 +145,7 @@ def run(recipe: WanFinetune) -> Path | None:
 
         def loss_fn(m, batch, g):
             with _autocast(recipe, device):
-                return distill_loss(m, teacher, to_device(batch), distill, schedule, g)
+                return distill_loss(m, teacher, on_device(batch, device), distill, schedule, g)
 
     out = Path(recipe.out)
     cfg = TrainConfig(out=str(out), steps=recipe.steps, lr=recipe.lr, warmup=recipe.warmup, ema=ema,

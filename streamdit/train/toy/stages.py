@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from ...codecs.autoencoder import AutoencoderCodec
 from ..autoencoder import measure_latent_stats, reconstruction_psnr, train_autoencoder
 from ..flow import PartitionMix
-from ..trainer import checkpoint_path
+from ..trainer import checkpoint_path, on_device
 from .cache import stage_cache
 from .clips import caption, frame_source
 from .export import export
@@ -82,11 +82,6 @@ def training_device(recipe: ToyRecipe) -> torch.device:
             raise ValueError(f"device {recipe.device!r}: this machine has {count} CUDA device(s); train with "
                              f"--device cpu, or run on a machine with the GPU")
     return device
-
-
-def on_device(batch: dict, device: torch.device) -> dict:
-    """A training batch with its tensors on `device` (captions stay text)."""
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def run(recipe: ToyRecipe, stages: tuple[str, ...] = STAGES, probe_every: int = 1000) -> dict[str, Path]:
